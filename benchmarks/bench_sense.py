@@ -1,7 +1,8 @@
 """Microbenchmark of the SENSE operator: A, A^H, A^H A and the gradient DC step, per backend.
 
 Providers: ``naive`` (mbdlfast.ops.reference, the fastMRI-style oracle), ``torch`` (shift-free
-torch), ``triton``, ``cuda`` and ``cpp``; a provider that cannot run here is skipped with its reason.
+torch), ``triton``, ``cuda``, ``cpp`` and ``auto`` (what the dispatcher picks for the inputs; its rows
+name the pick); a provider that cannot run here is skipped with its reason.
 Providers are timed interleaved (round-robin) so that a shared machine's load hits them alike.
 Inputs are complex64; a 1D equispaced mask (centre fraction 0.08) along W; maps shared over the batch.
 
@@ -31,7 +32,7 @@ from common import copy_bandwidth_gbps, cpu_load_note, device_slug, environment,
 from mbdlfast.ops import dispatch, reference  # noqa: E402
 from mbdlfast.physics.masks import equispaced  # noqa: E402
 
-PROVIDERS = ("naive", "torch", "triton", "cuda", "cpp")
+PROVIDERS = ("naive", "torch", "triton", "cuda", "cpp", "auto")
 OPS = {"A": "sense_forward", "A_adjoint": "sense_adjoint", "A_adjoint_A": "sense_normal", "dc": "dc_gradient_step"}
 SHAPES = ((15, 640, 368), (15, 320, 320), (8, 230, 180), (20, 768, 396))
 QUICK_SHAPES = ((15, 320, 368), (8, 230, 180))
@@ -46,15 +47,13 @@ def minimum_bytes(op: str, coils: int, height: int, width: int, batch: int) -> i
     return 8 * elements
 
 
-def resolve(provider: str, op: str, device: torch.device):
-    """(callable, None) or (None, reason it cannot run)."""
-    name = OPS[op]
-    if provider == "naive":
-        return getattr(reference, name), None
+def resolve(provider: str, op: str, device: torch.device, sample: tuple):
+    """(callable, chosen backend, None) or (None, None, reason it cannot run)."""
     try:
-        return dispatch.choose(name, device, provider)[1], None
+        chosen, fn, _ = dispatch.choose(OPS[op], device, provider, sample)
+        return fn, chosen, None
     except RuntimeError as err:
-        return None, str(err)
+        return None, None, str(err)
 
 
 def make_inputs(coils: int, height: int, width: int, batch: int, accel: int, device: torch.device) -> dict:
@@ -99,9 +98,10 @@ def run(args: argparse.Namespace) -> dict:
                     data = make_inputs(coils, height, width, batch, accel, device)
                     for op in args.ops:
                         expected = getattr(reference, OPS[op])(*arguments(op, data["exact"], data["mask"]))
-                        calls = {}
+                        calls, chosen = {}, {}
                         for provider in args.providers:
-                            fn, reason = resolve(provider, op, device)
+                            sample = arguments(op, data["single"], data["mask_device"])
+                            fn, chosen[provider], reason = resolve(provider, op, device, sample)
                             if fn is None:
                                 if (provider, op) not in skipped:
                                     print(f"# skip {provider} {op}: {reason}")
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> dict:
                             gbps = nbytes / (timing["median_ms"] * 1e-3) / 1e9
                             row = {"op": op, "provider": provider, "coils": coils, "height": height, "width": width,
                                    "accel": accel, "batch": batch, **timing, "bytes": nbytes, "gbps": gbps,
-                                   "rel_err": relative_error(call(), expected)}
+                                   "rel_err": relative_error(call(), expected), "backend": chosen[provider]}
                             rows.append(row)
                             print(f"{op:<12}{provider:<8}{coils:>4}{height:>5}{width:>5}{accel:>3}{batch:>3}"
                                   f"{timing['median_ms']:>10.3f}{timing['p20_ms']:>9.3f}{timing['p80_ms']:>9.3f}"

@@ -45,6 +45,50 @@ def test_fused_ops_match_reference_in_complex64(case, per_batch_maps, batched_ma
         assert relative_error(result, expected) <= 1e-5
 
 
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("per_batch", [False, True])
+def test_forward_and_adjoint_full_and_compact_match_reference(case, per_batch):
+    coils, height, width, batch = case
+    x, maps, mask = make_problem(*case, per_batch_maps=per_batch, batched_mask=per_batch)
+    y = torch.randn(batch, coils, height, width, dtype=torch.complex128)
+    if per_batch:
+        columns = torch.stack([torch.randperm(width)[:4].sort().values for _ in range(batch)])
+    else:
+        columns = torch.tensor([0, 2, width // 2, width - 1])
+    yc = torch.randn(batch, coils, height, columns.shape[-1], dtype=torch.complex128)
+    x64, maps64, y64, yc64 = (t.to(torch.complex64) for t in (x, maps, y, yc))
+    pairs = [
+        (ops.sense_forward(x64, maps64, mask, backend="cpp"), reference.sense_forward(x, maps, mask)),
+        (ops.sense_adjoint(y64, maps64, mask, backend="cpp"), reference.sense_adjoint(y, maps, mask)),
+        (ops.sense_forward_compact(x64, maps64, columns, backend="cpp"), reference.sense_forward_compact(x, maps, columns)),
+        (ops.sense_adjoint_compact(yc64, maps64, columns, backend="cpp"), reference.sense_adjoint_compact(yc, maps, columns)),
+    ]
+    for result, expected in pairs:
+        assert result.dtype == torch.complex64 and result.shape == expected.shape
+        assert relative_error(result, expected) <= 1e-5
+    # complex128 runs the same kernels in double precision.
+    assert relative_error(ops.sense_forward_compact(x, maps, columns, backend="cpp"),
+                          reference.sense_forward_compact(x, maps, columns)) <= 1e-12
+    assert relative_error(ops.sense_adjoint(y, maps, mask, backend="cpp"), reference.sense_adjoint(y, maps, mask)) <= 1e-12
+
+
+def test_forward_adjoint_with_real_weights_empty_masks_and_repeated_columns():
+    x, maps, _ = make_problem(3, 10, 7, 2, per_batch_maps=True, batched_mask=False)
+    y = torch.randn(2, 3, 10, 7, dtype=torch.complex128)
+    weights = torch.rand(2, 7, dtype=torch.float64) * (torch.rand(2, 7) < 0.6)
+    weights[0, 3] = 0.5  # never all zero in entry 0
+    assert relative_error(ops.sense_forward(x, maps, weights, backend="cpp"), reference.sense_forward(x, maps, weights)) <= 1e-12
+    assert relative_error(ops.sense_adjoint(y, maps, weights, backend="cpp"), reference.sense_adjoint(y, maps, weights)) <= 1e-12
+    weights[1] = 0  # an entry with nothing sampled gives zeros
+    assert ops.sense_forward(x, maps, weights, backend="cpp")[1].abs().max() == 0
+    assert ops.sense_adjoint(y, maps, weights, backend="cpp")[1].abs().max() == 0
+    columns = torch.tensor([1, 1, 4])  # the adjoint of a gather adds repeated columns up
+    yc = torch.randn(2, 3, 10, 3, dtype=torch.complex128)
+    expected = torch.vdot(ops.sense_forward_compact(x, maps, columns, backend="torch").flatten(), yc.flatten())
+    result = torch.vdot(x.flatten(), ops.sense_adjoint_compact(yc, maps, columns, backend="cpp").flatten())
+    assert abs(result - expected) <= 1e-10 * abs(expected)
+
+
 def test_two_dimensional_masks_and_tensor_gamma_take_the_general_path():
     x, maps, _ = make_problem(3, 11, 8, 2, per_batch_maps=True, batched_mask=False)
     mask2d = torch.rand(11, 8) < 0.5
@@ -83,6 +127,21 @@ def test_opcheck_of_the_registered_ops():
         torch.library.opcheck(torch.ops.mbdlfast.sense_normal_1d.default, args)
     torch.library.opcheck(torch.ops.mbdlfast.dc_step_1d.default, (x, maps, weight, AHy, 0.3))
     torch.library.opcheck(torch.ops.mbdlfast.soft_dc.default, (k, k.flip(-1), weight[:, None, :], lam))
+
+
+def test_opcheck_and_gradcheck_of_forward_and_adjoint():
+    x, maps, _ = _raw_inputs()
+    weight = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0, 0.5]], dtype=torch.float64)
+    columns = torch.tensor([[0, 2, 5], [1, 2, 3]])
+    y = torch.randn(2, 3, 5, 6, dtype=torch.complex128)
+    yc = torch.randn(2, 3, 5, 3, dtype=torch.complex128)
+    for op, args in ((torch.ops.mbdlfast.sense_forward_1d, (x, maps, weight)),
+                     (torch.ops.mbdlfast.sense_adjoint_1d, (y, maps, weight)),
+                     (torch.ops.mbdlfast.sense_forward_compact, (x, maps, columns)),
+                     (torch.ops.mbdlfast.sense_adjoint_compact, (yc, maps, columns[:1]))):
+        data, maps_arg, index = (args[0].clone().requires_grad_(), args[1].clone().requires_grad_(), args[2])
+        torch.library.opcheck(op.default, (data, maps_arg, index))
+        assert torch.autograd.gradcheck(lambda a, s: op(a, s, index), (data, maps_arg))
 
 
 def test_gradcheck_through_image_maps_ahy_and_lambda():
@@ -124,5 +183,25 @@ def test_bad_inputs_raise_clear_errors():
         torch.ops.mbdlfast.soft_dc(k, k, weight[:, None, :], torch.tensor([0.1, 0.2], dtype=torch.float64))
     with pytest.raises(RuntimeError, match=r"weight must be \(B\|1, H\|1, W\)"):
         torch.ops.mbdlfast.soft_dc(k, k, weight, torch.tensor(0.1, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match=r"columns must lie in \[0, 6\)"):
+        torch.ops.mbdlfast.sense_forward_compact(x, maps, torch.tensor([[0, 6]]))
+    with pytest.raises(RuntimeError, match="columns must have dtype Long"):
+        torch.ops.mbdlfast.sense_forward_compact(x, maps, torch.tensor([[0, 1]], dtype=torch.int32))
+    with pytest.raises(RuntimeError, match=r"yc must be \(B,3,5,n_s\)"):
+        torch.ops.mbdlfast.sense_adjoint_compact(k, maps, torch.tensor([[0, 1]]))
+    with pytest.raises(RuntimeError, match=r"weight must be \(B\|1, W\)"):
+        torch.ops.mbdlfast.sense_forward_1d(x, maps, weight[:, :5].contiguous())
     with pytest.raises(RuntimeError, match="cpp runs on CPU tensors"):
         ops.choose("sense_normal", torch.device("meta"), "cpp")
+
+
+def test_auto_follows_the_measured_crossovers():
+    x, maps, mask = make_problem(4, 20, 16, 1, per_batch_maps=False, batched_mask=False)
+    x, maps = x.to(torch.complex64), maps.to(torch.complex64)
+    columns = torch.nonzero(mask).flatten()
+    backend, _, why = ops.choose("sense_forward_compact", torch.device("cpu"), None, (x, maps, columns))
+    assert backend == "torch" and "cpp: measured slower" in why
+    assert ops.choose("sense_normal", torch.device("cpu"), None, (x, maps, mask))[0] == "cpp"
+    assert ops.choose("sense_forward_compact", torch.device("cpu"), "cpp", (x, maps, columns))[0] == "cpp"  # forced
+    assert relative_error(ops.sense_forward_compact(x, maps, columns),
+                          reference.sense_forward_compact(x.to(torch.complex128), maps.to(torch.complex128), columns)) <= 1e-5

@@ -46,13 +46,23 @@ def test_cuda_ops_match_reference(shape):
     AHy = torch.randn_like(x)
     k = torch.randn(batch, coils, height, width, dtype=torch.complex128)
     mask = torch.rand(batch, width) < 0.3
+    mask[:, width // 2] = True
+    columns = torch.stack([torch.randperm(width)[:5].sort().values for _ in range(batch)])
+    yc = torch.randn(batch, coils, height, 5, dtype=torch.complex128)
     expected = [reference.sense_normal(x, maps, mask), reference.dc_gradient_step(x, maps, mask, AHy, 0.4),
                 reference.soft_kspace_dc(k, k.flip(-1), mask, 0.6), reference.coil_reduce(k, maps),
-                reference.coil_expand(x, maps)]
-    x, maps, AHy, k, mask = (t.cuda() if t.dtype == torch.bool else t.to("cuda", torch.complex64) for t in (x, maps, AHy, k, mask))
+                reference.coil_expand(x, maps), reference.sense_forward(x, maps, mask),
+                reference.sense_adjoint(k, maps, mask), reference.sense_forward_compact(x, maps, columns),
+                reference.sense_adjoint_compact(yc, maps, columns)]
+    columns = columns.cuda()
+    x, maps, AHy, k, mask, yc = (t.cuda() if t.dtype == torch.bool else t.to("cuda", torch.complex64)
+                                 for t in (x, maps, AHy, k, mask, yc))
     results = [ops.sense_normal(x, maps, mask, backend="cuda"), ops.dc_gradient_step(x, maps, mask, AHy, 0.4, backend="cuda"),
                ops.soft_kspace_dc(k, k.flip(-1), mask, 0.6, backend="cuda"), ops.coil_reduce(k, maps, backend="cuda"),
-               ops.coil_expand(x, maps, backend="cuda")]
+               ops.coil_expand(x, maps, backend="cuda"), ops.sense_forward(x, maps, mask, backend="cuda"),
+               ops.sense_adjoint(k, maps, mask, backend="cuda"), ops.sense_forward_compact(x, maps, columns, backend="cuda"),
+               ops.sense_adjoint_compact(yc, maps, columns, backend="cuda")]
     for result, reference_value in zip(results, expected):
+        assert result.shape == reference_value.shape
         error = (result.cpu().to(torch.complex128) - reference_value).norm() / reference_value.norm()
         assert error <= 1e-5

@@ -92,3 +92,31 @@ def test_centring_phases_are_cached_and_unit_modulus():
     signs = torch.tensor([1.0, -1.0] * 4, dtype=torch.complex128)
     torch.testing.assert_close(q, signs)
     torch.testing.assert_close(p, signs)
+
+
+def test_naive_backend_is_forced_only_and_runs_the_reference(monkeypatch):
+    from mbdlfast.ops import dispatch
+    from mbdlfast.physics.sense import SenseOperator
+
+    assert "naive" in ops.available_backends("cpu")
+    backend, fn, why = ops.choose("sense_normal", torch.device("cpu"))
+    assert backend != "naive" and "naive" in why
+    for op in ("sense_forward", "sense_adjoint", "sense_normal", "dc_gradient_step", "sense_forward_compact",
+               "sense_adjoint_compact", "soft_kspace_dc", "coil_expand", "coil_reduce"):
+        assert ops.choose(op, torch.device("cpu"), "naive")[1] is getattr(reference, op)
+    calls = []
+    for op in ("sense_forward", "sense_adjoint", "sense_normal", "dc_gradient_step"):
+        def spy(*args, _fn=getattr(reference, op), _op=op):
+            calls.append(_op)
+            return _fn(*args)
+        monkeypatch.setitem(dispatch._IMPLEMENTATIONS[op], "naive", spy)
+    x, maps, mask, _ = make_problem(3, 9, 8, 2, per_batch_maps=True, mask_kind="1d")
+    operator = SenseOperator(maps, mask)
+    with ops.use_backend("naive"):
+        results = [operator.A(x), operator.A_adjoint(operator.A(x)), operator.A_adjoint_A(x), operator.dc_step(x, x, 0.5)]
+    assert calls == ["sense_forward", "sense_forward", "sense_adjoint", "sense_normal", "dc_gradient_step"]
+    assert relative_error(results[2], reference.sense_normal(x, maps, mask)) <= 1e-12
+    assert relative_error(SenseOperator(maps, mask, backend="naive").A_adjoint_A(x), results[2]) <= 1e-12
+    assert len(calls) == 6
+    operator.A_adjoint_A(x)  # outside the block: back to auto, the spy is not called
+    assert len(calls) == 6

@@ -7,6 +7,8 @@
 
 #include <complex>
 
+#include "complex_math.h"
+
 namespace {
 
 void check_inputs(const at::Tensor& image, const at::Tensor& maps, const char* image_name) {
@@ -26,7 +28,7 @@ void expand_kernel(const std::complex<real_t>* x, const std::complex<real_t>* ma
       const auto* s = maps + ((shared_maps ? 0 : b) * C + c) * HW;
       const auto* xb = x + b * HW;
       auto* o = out + (b * C + c) * HW;
-      for (int64_t i = 0; i < HW; ++i) o[i] = s[i] * xb[i];
+      for (int64_t i = 0; i < HW; ++i) o[i] = mbdlfast::cmul(s[i], xb[i]);
     }
   }
 }
@@ -45,7 +47,7 @@ void reduce_kernel(const std::complex<real_t>* z, const std::complex<real_t>* ma
       for (int64_t c = 0; c < C; ++c) {
         const auto* s = maps + ((shared_maps ? 0 : b) * C + c) * HW;
         const auto* zc = z + (b * C + c) * HW;
-        for (int64_t i = begin; i < end; ++i) o[i] += std::conj(s[i]) * zc[i];
+        for (int64_t i = begin; i < end; ++i) o[i] += mbdlfast::cmul_conj(s[i], zc[i]);
       }
     }
   }

@@ -16,6 +16,8 @@
 #include <algorithm>
 #include <complex>
 
+#include "complex_math.h"
+
 namespace {
 
 constexpr int64_t kBlockBytes = 256 * 1024;  // coil rows per block: about half of a per-core L2
@@ -89,7 +91,7 @@ void normal_rows(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& 
       for (int64_t c = 0; c < s.C; ++c) {
         const cplx* sc = sb + c * HW;
         cplx* bc = buf + c * rows_per_block * s.W;
-        for (int64_t i = 0; i < n; ++i) bc[i] = sc[i] * xb[i];
+        for (int64_t i = 0; i < n; ++i) bc[i] = mbdlfast::cmul(sc[i], xb[i]);
       }
       auto in_view = coil_rows.narrow(1, 0, rows);
       auto spec_view = spectrum.narrow(1, 0, rows);
@@ -97,7 +99,7 @@ void normal_rows(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& 
       for (int64_t c = 0; c < s.C; ++c) {
         for (int64_t r = 0; r < rows; ++r) {
           cplx* row = spec + (c * rows_per_block + r) * s.W;
-          for (int64_t w = 0; w < s.W; ++w) row[w] *= wb[w];
+          for (int64_t w = 0; w < s.W; ++w) row[w] = cplx(row[w].real() * wb[w], row[w].imag() * wb[w]);
         }
       }
       at::fft_ifft_out(in_view, spec_view, c10::nullopt, -1, c10::nullopt);
@@ -106,7 +108,7 @@ void normal_rows(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& 
       for (int64_t c = 0; c < s.C; ++c) {
         const cplx* sc = sb + c * HW;
         const cplx* bc = buf + c * rows_per_block * s.W;
-        for (int64_t i = 0; i < n; ++i) ob[i] += std::conj(sc[i]) * bc[i];
+        for (int64_t i = 0; i < n; ++i) ob[i] += mbdlfast::cmul_conj(sc[i], bc[i]);
       }
       if (ap) {
         const cplx* ab = ap + b * HW + h0 * s.W;

@@ -181,6 +181,34 @@ __global__ void normal_1d_kernel(const float2* __restrict__ x, const float2* __r
   }
 }
 
+// Compact k-space: out[b,c,h,j] = rows[b,c,h,col] * p_w[col], col = columns[b|0, j] (rows transformed along W).
+__global__ void gather_columns_kernel(const float2* __restrict__ rows, const int64_t* __restrict__ columns,
+                                      const float2* __restrict__ phase_w, float2* __restrict__ out, int64_t B, int64_t C,
+                                      int64_t H, int64_t W, int64_t n, int64_t columns_b_stride) {
+  const int64_t total = B * C * H * n;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t j = i % n, row = i / n, b = i / (n * H * C);
+    const int64_t col = columns[b * columns_b_stride + j];
+    out[i] = cmul(rows[row * W + col], phase_w[col]);
+  }
+}
+
+// Adjoint of the gather into a zeroed full array: full[b,c,h,col] += compact[b,c,h,j] * conj(p_w[col]).
+// Atomic adds, so that repeated columns add up as the adjoint requires.
+__global__ void scatter_columns_kernel(const float2* __restrict__ compact, const int64_t* __restrict__ columns,
+                                       const float2* __restrict__ phase_w, float2* __restrict__ full, int64_t B, int64_t C,
+                                       int64_t H, int64_t W, int64_t n, int64_t columns_b_stride) {
+  const int64_t total = B * C * H * n;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t j = i % n, row = i / n, b = i / (n * H * C);
+    const int64_t col = columns[b * columns_b_stride + j];
+    const float2 v = cmul_conj(phase_w[col], compact[i]);
+    float* dst = reinterpret_cast<float*>(full + row * W + col);
+    atomicAdd(dst, v.x);
+    atomicAdd(dst + 1, v.y);
+  }
+}
+
 int grid_for(int64_t total) {
   const int64_t blocks = (total + kThreads - 1) / kThreads;
   return (int)(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
@@ -215,6 +243,22 @@ cudaError_t mbdlfast_cuda_soft_dc(const float2* k, const float2* y, const float*
                                   cudaStream_t stream) {
   soft_dc_kernel<<<grid_for(B * C * H * W), kThreads, 0, stream>>>(k, y, weight, lam, out, B, C, H, W, weight_b_stride,
                                                                    weight_h_stride);
+  return cudaGetLastError();
+}
+
+cudaError_t mbdlfast_cuda_gather_columns(const float2* rows, const int64_t* columns, const float2* phase_w, float2* out, int64_t B,
+                                         int64_t C, int64_t H, int64_t W, int64_t n, int64_t columns_b_stride,
+                                         cudaStream_t stream) {
+  gather_columns_kernel<<<grid_for(B * C * H * n), kThreads, 0, stream>>>(rows, columns, phase_w, out, B, C, H, W, n,
+                                                                          columns_b_stride);
+  return cudaGetLastError();
+}
+
+cudaError_t mbdlfast_cuda_scatter_columns(const float2* compact, const int64_t* columns, const float2* phase_w, float2* full,
+                                          int64_t B, int64_t C, int64_t H, int64_t W, int64_t n, int64_t columns_b_stride,
+                                          cudaStream_t stream) {
+  scatter_columns_kernel<<<grid_for(B * C * H * n), kThreads, 0, stream>>>(compact, columns, phase_w, full, B, C, H, W, n,
+                                                                           columns_b_stride);
   return cudaGetLastError();
 }
 

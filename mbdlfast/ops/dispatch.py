@@ -1,29 +1,43 @@
 """Backend dispatcher: which implementation of an op runs, and why.
 
 Backends: ``torch`` (everywhere), ``triton`` (CUDA tensors; CPU tensors only under
-``TRITON_INTERPRET=1``, for tests), ``cpp`` (CPU, the OpenMP extension) and ``cuda`` (the CUDA
-extension). ``auto`` takes the first available backend in the device's preference order, which the
-benchmarks in ``benchmarks/`` justify; ``MBDLFAST_BACKEND`` or :func:`use_backend` force one, and a
-forced backend that cannot run raises with every reason. The automatic choice never raises.
+``TRITON_INTERPRET=1``, for tests), ``cpp`` (CPU, the OpenMP extension), ``cuda`` (the CUDA
+extension) and ``naive`` (everywhere: the fastMRI-style reference with separate multiply, shift, FFT
+and mask passes, the paper-style baseline; only ever forced, ``auto`` never picks it). ``auto``
+takes the first available backend in the device's preference order, which the benchmarks in
+``benchmarks/`` justify, skipping a backend on the inputs where it measured slower than the next one
+(:data:`AUTO_MIN_ELEMENTS`); ``MBDLFAST_BACKEND`` or :func:`use_backend` force one, and a forced backend
+that cannot run raises with every reason. The automatic choice never raises.
 """
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
 import importlib.util
+import math
 import os
+import threading
 from typing import Callable, Iterator
 
 import torch
 
 from mbdlfast._extension import extension_status
 
-BACKENDS = ("torch", "triton", "cpp", "cuda")
+BACKENDS = ("torch", "triton", "cpp", "cuda", "naive")
+# Backends "auto" may pick, per device type, fastest first; "naive" is deliberately absent.
 AUTO_ORDER = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpp", "torch")}
 
+# Measured crossovers (benchmarks/bench_sense.py, CPU): on inputs whose largest tensor has fewer
+# elements than this, "auto" skips the backend for the op (its per-call costs outweigh its savings
+# there); math.inf: the backend measured slower at every size tried, so "auto" never picks it.
+AUTO_MIN_ELEMENTS: dict[tuple[str, str], dict[str, float]] = {
+    ("cpu", "cpp"): {"sense_forward": math.inf, "sense_forward_compact": 1_000_000},
+}
+
 _IMPLEMENTATIONS: dict[str, dict[str, Callable]] = {}
-_forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("mbdlfast_backend", default=None)
+# The backend forced by use_backend, per thread. A threading.local rather than a ContextVar because
+# torch.compile traces (and guards on) attribute reads of it but cannot trace ContextVar.get.
+_forced = threading.local()
 
 
 def register(op: str, backend: str) -> Callable[[Callable], Callable]:
@@ -43,10 +57,16 @@ def _triton_importable() -> str | None:
     return None if importlib.util.find_spec("triton") is not None else "triton is not installed"
 
 
+@torch.compiler.assume_constant_result
+def _extension_status() -> tuple[bool, str]:
+    """extension_status(), which is fixed for the process: torch.compile folds it instead of tracing it."""
+    return extension_status()
+
+
 def backend_unavailable_reason(backend: str, device: torch.device) -> str | None:
     """None when ``backend`` can run on ``device`` here, else the reason it cannot."""
     device = torch.device(device)
-    if backend == "torch":
+    if backend in ("torch", "naive"):
         return None
     if backend == "triton":
         if (missing := _triton_importable()) is not None:
@@ -56,7 +76,7 @@ def backend_unavailable_reason(backend: str, device: torch.device) -> str | None
         if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
             return None
         return f"triton runs on CUDA tensors (or CPU under TRITON_INTERPRET=1), not on {device.type}"
-    loaded, why = extension_status()
+    loaded, why = _extension_status()
     if backend == "cpp":
         if device.type != "cpu":
             return f"cpp runs on CPU tensors, not on {device.type}"
@@ -81,23 +101,26 @@ def use_backend(backend: str) -> Iterator[None]:
     """Force ``backend`` (or ``"auto"``) for the ops called inside the block."""
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS} or 'auto', got {backend!r}")
-    token = _forced.set(backend)
+    previous = getattr(_forced, "backend", None)
+    _forced.backend = backend
     try:
         yield
     finally:
-        _forced.reset(token)
+        _forced.backend = previous
 
 
 def requested_backend(explicit: str | None = None) -> str:
     """The backend asked for: an explicit argument, then use_backend, then MBDLFAST_BACKEND, else auto."""
-    for choice in (explicit, _forced.get(), os.environ.get("MBDLFAST_BACKEND")):
+    for choice in (explicit, getattr(_forced, "backend", None), os.environ.get("MBDLFAST_BACKEND")):
         if choice:
             return choice
     return "auto"
 
 
-def choose(op: str, device: torch.device, backend: str | None = None) -> tuple[str, Callable, str]:
-    """Pick the implementation of ``op`` for tensors on ``device``: ``(backend, fn, why)``."""
+def choose(op: str, device: torch.device, backend: str | None = None, args: tuple = ()) -> tuple[str, Callable, str]:
+    """Pick the implementation of ``op`` for tensors on ``device``: ``(backend, fn, why)``.
+
+    ``args`` are the op's arguments; the automatic choice may depend on their shapes."""
     impls = _IMPLEMENTATIONS.get(op)
     if not impls:
         raise KeyError(f"op: no implementation registered for {op!r}")
@@ -113,13 +136,20 @@ def choose(op: str, device: torch.device, backend: str | None = None) -> tuple[s
             raise RuntimeError(f"backend {wanted!r} cannot run {op} on {device}: " + "; ".join(reasons))
         return wanted, impls[wanted], "forced"
     skipped = []
+    size = max((arg.numel() for arg in args if isinstance(arg, torch.Tensor)), default=0)
     for candidate in AUTO_ORDER.get(device.type, ("torch",)):
         if candidate not in impls:
             skipped.append(f"{candidate}: not implemented")
             continue
+        threshold = AUTO_MIN_ELEMENTS.get((device.type, candidate), {}).get(op, 0)
+        if args and size < threshold:
+            where = "at every size" if threshold == math.inf else f"below {threshold} elements"
+            skipped.append(f"{candidate}: measured slower than the next backend {where}")
+            continue
         reason = backend_unavailable_reason(candidate, device)
         if reason is None:
-            why = "auto: first available in " + "/".join(AUTO_ORDER.get(device.type, ("torch",)))
+            why = ("auto: first available in " + "/".join(AUTO_ORDER.get(device.type, ("torch",)))
+                   + " ('naive' is the baseline and only runs when forced)")
             return candidate, impls[candidate], why + (f" (skipped {'; '.join(skipped)})" if skipped else "")
         skipped.append(f"{candidate}: {reason}")
     return "torch", impls["torch"], "auto: fallback to torch (" + "; ".join(skipped) + ")"

@@ -2,7 +2,8 @@
 ``cpp``/``cuda`` backend entries of the public ops.
 
 The schemas and device kernels are in csrc/. Gradients use the adjoint ops (the normal operator is
-its own adjoint), so they hold for the maps, A^H y and λ as well as for the image. Inputs the
+its own adjoint; A and A^H are each other's), so they hold for the maps, A^H y and λ as well as for
+the image and the k-space. Inputs the
 kernels do not take (2D masks, a γ that needs a gradient, complex λ, complex128 or W > 1024 on
 CUDA) go to the shift-free torch path.
 """
@@ -14,7 +15,8 @@ from mbdlfast._extension import extension_loaded
 from mbdlfast.ops import torch_fast
 from mbdlfast.ops.dispatch import register
 from mbdlfast.ops.reference import mask_as_kspace_weight
-from mbdlfast.ops.torch_fast import apply_circulant, circulant_weight
+from mbdlfast.ops.torch_fast import (adjoint_coil_images, apply_circulant, circulant_weight, compact_adjoint_coil_images,
+                                     real_dtype)
 
 
 def _sum_to_maps(grad: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
@@ -50,6 +52,7 @@ def _register() -> None:
     torch.library.register_autograd("mbdlfast::coil_expand", expand_backward, setup_context=expand_setup)
     torch.library.register_autograd("mbdlfast::coil_reduce", reduce_backward, setup_context=expand_setup)
     _register_sense()
+    _register_forward_adjoint()
 
 
 def _normal_maps_grad(x, maps, weight, grad):
@@ -111,6 +114,77 @@ def _register_sense() -> None:
     torch.library.register_autograd("mbdlfast::soft_dc", soft_dc_backward, setup_context=soft_dc_setup)
 
 
+def _register_forward_adjoint() -> None:
+    """Fake kernels and autograd of A and A^H (full 1D-mask and compact forms): each one's gradient
+    w.r.t. its k-space or image input is the other one; w.r.t. the maps it needs the coil images."""
+    @torch.library.register_fake("mbdlfast::sense_forward_1d")
+    def _(x, maps, weight):
+        return x.new_empty((x.shape[0], maps.shape[1], x.shape[1], x.shape[2]))
+
+    @torch.library.register_fake("mbdlfast::sense_adjoint_1d")
+    def _(y, maps, weight):
+        return y.new_empty((y.shape[0], y.shape[2], y.shape[3]))
+
+    @torch.library.register_fake("mbdlfast::sense_forward_compact")
+    def _(x, maps, columns):
+        return x.new_empty((x.shape[0], maps.shape[1], x.shape[1], columns.shape[-1]))
+
+    @torch.library.register_fake("mbdlfast::sense_adjoint_compact")
+    def _(yc, maps, columns):
+        return yc.new_empty((yc.shape[0], maps.shape[2], maps.shape[3]))
+
+    def save_inputs(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    def forward_1d_backward(ctx, grad):
+        x, maps, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x = torch.ops.mbdlfast.sense_adjoint_1d(grad, maps, weight) if ctx.needs_input_grad[0] else None
+        grad_maps = None
+        if ctx.needs_input_grad[1]:
+            grad_maps = _sum_to_maps(x.conj().unsqueeze(1) * adjoint_coil_images(grad, weight), maps)
+        return grad_x, grad_maps, None
+
+    def adjoint_1d_backward(ctx, grad):
+        y, maps, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_y = torch.ops.mbdlfast.sense_forward_1d(grad, maps, weight) if ctx.needs_input_grad[0] else None
+        grad_maps = None
+        if ctx.needs_input_grad[1]:
+            grad_maps = _sum_to_maps(adjoint_coil_images(y, weight) * grad.conj().unsqueeze(1), maps)
+        return grad_y, grad_maps, None
+
+    def forward_compact_backward(ctx, grad):
+        x, maps, columns = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x = torch.ops.mbdlfast.sense_adjoint_compact(grad, maps, columns) if ctx.needs_input_grad[0] else None
+        grad_maps = None
+        if ctx.needs_input_grad[1]:
+            images = compact_adjoint_coil_images(grad, _squeezed_columns(columns), maps.shape[-1])
+            grad_maps = _sum_to_maps(x.conj().unsqueeze(1) * images, maps)
+        return grad_x, grad_maps, None
+
+    def adjoint_compact_backward(ctx, grad):
+        yc, maps, columns = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_yc = torch.ops.mbdlfast.sense_forward_compact(grad, maps, columns) if ctx.needs_input_grad[0] else None
+        grad_maps = None
+        if ctx.needs_input_grad[1]:
+            images = compact_adjoint_coil_images(yc, _squeezed_columns(columns), maps.shape[-1])
+            grad_maps = _sum_to_maps(images * grad.conj().unsqueeze(1), maps)
+        return grad_yc, grad_maps, None
+
+    for name, backward in (("sense_forward_1d", forward_1d_backward), ("sense_adjoint_1d", adjoint_1d_backward),
+                           ("sense_forward_compact", forward_compact_backward),
+                           ("sense_adjoint_compact", adjoint_compact_backward)):
+        torch.library.register_autograd(f"mbdlfast::{name}", backward, setup_context=save_inputs)
+
+
+def _squeezed_columns(columns: torch.Tensor) -> torch.Tensor:
+    """(1, n_s) shared columns as (n_s,), the layout of the torch helpers; (B, n_s) unchanged."""
+    return columns[0] if columns.shape[0] == 1 else columns
+
+
 def _as_batched_maps(maps: torch.Tensor) -> torch.Tensor:
     return (maps if maps.dim() == 4 else maps.unsqueeze(0)).contiguous()
 
@@ -157,6 +231,43 @@ def dc_gradient_step_extension(x, maps, mask, AHy, gamma, is_2d=False):
     return torch.ops.mbdlfast.dc_step_1d(x.contiguous(), _as_batched_maps(maps), weight, AHy.contiguous(), gamma_value)
 
 
+def _mask_weight(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A 1D mask as the real (B|1, W) weight of the forward/adjoint kernels (centred order)."""
+    return mask_as_kspace_weight(mask, False)[:, 0, 0, :].to(real_dtype(dtype)).contiguous()
+
+
+def sense_forward_extension(x, maps, mask, is_2d=False):
+    """A x for 1D masks, computing only the sampled columns; other inputs take the torch path."""
+    if not (torch_fast.is_one_dimensional(mask, is_2d) and _extension_handles(x)):
+        return torch_fast.sense_forward(x, maps, mask, is_2d)
+    return torch.ops.mbdlfast.sense_forward_1d(x.contiguous(), _as_batched_maps(maps), _mask_weight(mask, x.dtype))
+
+
+def sense_adjoint_extension(y, maps, mask, is_2d=False):
+    """A^H y for 1D masks, reading only the sampled columns; other inputs take the torch path."""
+    if not (torch_fast.is_one_dimensional(mask, is_2d) and _extension_handles(y)):
+        return torch_fast.sense_adjoint(y, maps, mask, is_2d)
+    return torch.ops.mbdlfast.sense_adjoint_1d(y.contiguous(), _as_batched_maps(maps), _mask_weight(mask, y.dtype))
+
+
+def _batched_columns(columns: torch.Tensor) -> torch.Tensor:
+    return (columns if columns.dim() == 2 else columns.unsqueeze(0)).to(torch.long).contiguous()
+
+
+def sense_forward_compact_extension(x, maps, columns):
+    """A x at the sampled columns, (B,C,H,n_s)."""
+    if not _extension_handles(x):
+        return torch_fast.sense_forward_compact(x, maps, columns)
+    return torch.ops.mbdlfast.sense_forward_compact(x.contiguous(), _as_batched_maps(maps), _batched_columns(columns))
+
+
+def sense_adjoint_compact_extension(yc, maps, columns):
+    """A^H of compact (B,C,H,n_s) k-space."""
+    if not _extension_handles(yc):
+        return torch_fast.sense_adjoint_compact(yc, maps, columns)
+    return torch.ops.mbdlfast.sense_adjoint_compact(yc.contiguous(), _as_batched_maps(maps), _batched_columns(columns))
+
+
 def soft_kspace_dc_extension(k, y, mask, lam, is_2d=False):
     """One-pass k − λ·M·(k − y); λ may be a learnable real scalar tensor (complex λ: torch path)."""
     lam_tensor = torch.as_tensor(lam)
@@ -186,6 +297,10 @@ for _backend in ("cpp", "cuda"):
     register("sense_normal", _backend)(sense_normal_extension)
     register("dc_gradient_step", _backend)(dc_gradient_step_extension)
     register("soft_kspace_dc", _backend)(soft_kspace_dc_extension)
+    register("sense_forward", _backend)(sense_forward_extension)
+    register("sense_adjoint", _backend)(sense_adjoint_extension)
+    register("sense_forward_compact", _backend)(sense_forward_compact_extension)
+    register("sense_adjoint_compact", _backend)(sense_adjoint_compact_extension)
 
 
 if extension_loaded():

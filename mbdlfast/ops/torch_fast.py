@@ -20,9 +20,24 @@ from mbdlfast.ops.dispatch import register
 from mbdlfast.ops.reference import mask_as_kspace_weight
 
 
-@functools.lru_cache(maxsize=64)
+# complex dtype -> its real dtype (torch.compile cannot trace real_dtype(dtype)).
+_REAL_DTYPES = {torch.complex32: torch.float16, torch.complex64: torch.float32, torch.complex128: torch.float64}
+
+
+def real_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The real dtype of a complex ``dtype`` (real dtypes map to themselves)."""
+    return _REAL_DTYPES.get(dtype, dtype)
+
+
 def centring_phases(n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(q, p) of length ``n``: input and output modulations of the centred DFT, cached."""
+    """(q, p) of length ``n``: input and output modulations of the centred DFT, cached in eager mode
+    (when traced, e.g. by torch.compile or with symbolic sizes, the computation goes into the graph)."""
+    if torch.compiler.is_compiling() or not isinstance(n, int):
+        return _centring_phases(n, device, dtype)
+    return _cached_centring_phases(n, device, dtype)
+
+
+def _centring_phases(n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     c = n // 2
     index = torch.arange(n, dtype=torch.float64)
     # Reduce the exponents modulo n in integers before the float multiply, for accuracy at any n.
@@ -33,18 +48,21 @@ def centring_phases(n: int, device: torch.device, dtype: torch.dtype) -> tuple[t
     return q.to(device=device, dtype=dtype), p.to(device=device, dtype=dtype)
 
 
+_cached_centring_phases = functools.lru_cache(maxsize=64)(_centring_phases)
+
+
 def _phase_grid(height: int, width: int, device: torch.device, dtype: torch.dtype, which: int) -> torch.Tensor:
     """Outer product of the H and W modulations (which=0: q, input; which=1: p, output), (H,W)."""
     return centring_phases(height, device, dtype)[which][:, None] * centring_phases(width, device, dtype)[which]
 
 
-def _is_one_dimensional(mask: torch.Tensor, is_2d: bool) -> bool:
+def is_one_dimensional(mask: torch.Tensor, is_2d: bool) -> bool:
     return not is_2d and mask.dim() in (1, 2)
 
 
 def _output_weight(mask: torch.Tensor, is_2d: bool, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
     """M · p_H ⊗ p_W, broadcastable to (B,C,H,W): mask and output modulation in one factor."""
-    real = mask_as_kspace_weight(mask, is_2d).to(dtype.to_real())
+    real = mask_as_kspace_weight(mask, is_2d).to(real_dtype(dtype))
     return real * _phase_grid(height, width, mask.device, dtype, 1)
 
 
@@ -68,10 +86,22 @@ def sense_forward(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, is_2d
     return k * _output_weight(mask, is_2d, height, width, x.dtype)
 
 
+def _unmodulated_coil_images(y: torch.Tensor, mask: torch.Tensor, is_2d: bool) -> torch.Tensor:
+    """IFFT2(conj(M·p) · y): the coil images of A^H y before the input modulation conj(q)."""
+    height, width = y.shape[-2:]
+    return torch.fft.ifft2(y * _output_weight(mask, is_2d, height, width, y.dtype).conj(), norm="ortho")
+
+
+def adjoint_coil_images(y: torch.Tensor, mask: torch.Tensor, is_2d: bool = False) -> torch.Tensor:
+    """ifft2c(M·y) per coil, (B,C,H,W): A^H y before the coil reduction (for gradients w.r.t. the maps)."""
+    height, width = y.shape[-2:]
+    return _unmodulated_coil_images(y, mask, is_2d) * _phase_grid(height, width, y.device, y.dtype, 0).conj()
+
+
 def sense_adjoint(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, is_2d: bool = False) -> torch.Tensor:
     """A^H y = conj(q) · Σ_c conj(S_c) · IFFT2(conj(M·p) · y_c)."""
     height, width = y.shape[-2:]
-    z = torch.fft.ifft2(y * _output_weight(mask, is_2d, height, width, y.dtype).conj(), norm="ortho")
+    z = _unmodulated_coil_images(y, mask, is_2d)
     return _coil_reduce(z, maps) * _phase_grid(height, width, y.device, y.dtype, 0).conj()
 
 
@@ -79,7 +109,7 @@ def circulant_weight(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """ifftshift(M)² as a real (B|1, W) tensor: the uncentred weight of F_W^H M F_W (M applied twice)."""
     weight = mask_as_kspace_weight(mask, False)[:, 0, 0, :]
     weight = torch.fft.ifftshift(weight, dim=-1)
-    return (weight * weight).to(dtype.to_real())
+    return (weight * weight).to(real_dtype(dtype))
 
 
 def apply_circulant(z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -91,7 +121,7 @@ def apply_circulant(z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 def sense_normal(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, is_2d: bool = False) -> torch.Tensor:
     """A^H A x; with a 1D mask only 1D FFTs along W and no modulations."""
-    if not _is_one_dimensional(mask, is_2d):
+    if not is_one_dimensional(mask, is_2d):
         return sense_adjoint(sense_forward(x, maps, mask, is_2d), maps, mask, is_2d)
     z = maps * x.unsqueeze(-3)
     return _coil_reduce(apply_circulant(z, circulant_weight(mask, x.dtype)), maps)
@@ -122,11 +152,11 @@ def sense_forward_compact(x: torch.Tensor, maps: torch.Tensor, columns: torch.Te
     return torch.fft.fft(kept, dim=-2, norm="ortho") * p_h[:, None]
 
 
-def sense_adjoint_compact(yc: torch.Tensor, maps: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
-    """A^H of compact k-space: IFFT along H on n_s columns, zero-fill, IFFT along W, reduce."""
-    height, width = maps.shape[-2:]
-    q_h, p_h = centring_phases(height, yc.device, yc.dtype)
-    q_w, p_w = centring_phases(width, yc.device, yc.dtype)
+def _unmodulated_compact_coil_images(yc: torch.Tensor, columns: torch.Tensor, width: int) -> torch.Tensor:
+    """IFFT along H on the n_s columns, zero-fill, IFFT along W: coil images before conj(q)."""
+    height = yc.shape[-2]
+    _, p_h = centring_phases(height, yc.device, yc.dtype)
+    _, p_w = centring_phases(width, yc.device, yc.dtype)
     kept = torch.fft.ifft(yc * p_h.conj()[:, None], dim=-2, norm="ortho")
     phased = p_w.conj()[columns]
     kept = kept * (phased if columns.dim() == 1 else phased[:, None, None, :])
@@ -135,8 +165,20 @@ def sense_adjoint_compact(yc: torch.Tensor, maps: torch.Tensor, columns: torch.T
         full = full.index_copy(-1, columns, kept)
     else:
         full = full.scatter(-1, columns[:, None, None, :].expand(kept.shape), kept)
-    z = torch.fft.ifft(full, dim=-1, norm="ortho")
-    return _coil_reduce(z, maps) * (q_h[:, None] * q_w).conj()
+    return torch.fft.ifft(full, dim=-1, norm="ortho")
+
+
+def compact_adjoint_coil_images(yc: torch.Tensor, columns: torch.Tensor, width: int) -> torch.Tensor:
+    """ifft2c of zero-filled compact k-space per coil, (B,C,H,W) (for gradients w.r.t. the maps)."""
+    phase = _phase_grid(yc.shape[-2], width, yc.device, yc.dtype, 0).conj()
+    return _unmodulated_compact_coil_images(yc, columns, width) * phase
+
+
+def sense_adjoint_compact(yc: torch.Tensor, maps: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
+    """A^H of compact k-space: IFFT along H on n_s columns, zero-fill, IFFT along W, reduce."""
+    height, width = maps.shape[-2:]
+    z = _unmodulated_compact_coil_images(yc, columns, width)
+    return _coil_reduce(z, maps) * _phase_grid(height, width, yc.device, yc.dtype, 0).conj()
 
 
 def coil_expand(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:

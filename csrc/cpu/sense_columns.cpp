@@ -1,0 +1,354 @@
+// CPU (OpenMP) SENSE forward and adjoint for 1D masks along W, in compact and full k-space form.
+//
+// Only the sampled columns of k-space are ever computed. Forward, per batch entry: blocks of image
+// rows are expanded over the coils with the input modulation q folded in (S_c * q_h q_w * x),
+// transformed along W in a thread-local buffer, and only the sampled columns (times the output
+// modulation p_w) are kept; then the short (C,H,n_s) array is transformed along H and multiplied by
+// p_h. The adjoint runs the same steps backwards, zero-filling rows in cache instead of in memory.
+// Centring without shifts: fftc(x)[k] = p[k] FFT(q x)[k], q[n] = w^(-c n), p[k] = w^(c^2 - c k),
+// c = N / 2, w = exp(-2 pi i / N); ifftc is its conjugate transpose.
+//
+//   sense_forward_compact(x, maps, columns) -> (B,C,H,n_s)   columns int64 (B|1, n_s)
+//   sense_adjoint_compact(yc, maps, columns) -> (B,H,W)
+//   sense_forward_1d(x, maps, weight)        -> (B,C,H,W)    weight real (B|1, W), centred order
+//   sense_adjoint_1d(y, maps, weight)        -> (B,H,W)
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <vector>
+
+#include "complex_math.h"
+
+namespace {
+
+using mbdlfast::cmul;
+using mbdlfast::cmul_conj;
+
+constexpr int64_t kBlockBytes = 256 * 1024;  // coil rows per block: about half of a per-core L2
+
+template <typename real_t>
+struct Phases {
+  std::vector<std::complex<real_t>> q, p;  // input and output modulation of the centred DFT
+  explicit Phases(int64_t n) : q(n), p(n) {
+    const int64_t c = n / 2;
+    const double two_pi = 2.0 * M_PI;
+    for (int64_t i = 0; i < n; ++i) {
+      // Reduce the exponents modulo n in integers first, for accuracy at any n.
+      const double q_angle = two_pi * static_cast<double>((c * i) % n) / static_cast<double>(n);
+      const double p_angle = -two_pi * static_cast<double>((((c * c - c * i) % n) + n) % n) / static_cast<double>(n);
+      q[i] = std::complex<real_t>(static_cast<real_t>(std::cos(q_angle)), static_cast<real_t>(std::sin(q_angle)));
+      p[i] = std::complex<real_t>(static_cast<real_t>(std::cos(p_angle)), static_cast<real_t>(std::sin(p_angle)));
+    }
+  }
+};
+
+// Sampled columns and their scale factors for one batch entry.
+template <typename real_t>
+struct Columns {
+  std::vector<int64_t> index;
+  std::vector<real_t> scale;
+};
+
+void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype) {
+  TORCH_CHECK(t.device().is_cpu(), "mbdlfast cpp: ", name, " must be a CPU tensor, got ", t.device());
+  TORCH_CHECK(t.scalar_type() == dtype, "mbdlfast cpp: ", name, " must have dtype ", dtype, ", got ", t.scalar_type());
+  TORCH_CHECK(t.is_contiguous(), "mbdlfast cpp: ", name, " must be contiguous");
+}
+
+// Checks the image-side operands: `image` (B,H,W) when given, maps (B|1,C,H,W). Returns {B,C,H,W}.
+std::vector<int64_t> check_maps(const at::Tensor& maps, at::ScalarType dtype, int64_t B) {
+  check_tensor(maps, "maps", dtype);
+  TORCH_CHECK(maps.dim() == 4, "mbdlfast cpp: maps must be (B,C,H,W), got ", maps.sizes());
+  TORCH_CHECK(maps.size(0) == 1 || maps.size(0) == B, "mbdlfast cpp: maps batch must be 1 or ", B, ", got ", maps.size(0));
+  return {B, maps.size(1), maps.size(2), maps.size(3)};
+}
+
+void check_complex(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.is_complex(), "mbdlfast cpp: ", name, " must be complex64 or complex128, got ", t.scalar_type());
+  check_tensor(t, name, t.scalar_type());
+}
+
+template <typename real_t>
+std::vector<Columns<real_t>> columns_from_index(const at::Tensor& columns, int64_t B, int64_t W) {
+  check_tensor(columns, "columns", at::kLong);
+  TORCH_CHECK(columns.dim() == 2 && (columns.size(0) == 1 || columns.size(0) == B),
+              "mbdlfast cpp: columns must be (B|1, n_s) with B=", B, ", got ", columns.sizes());
+  const int64_t n = columns.size(1);
+  const auto* cp = columns.data_ptr<int64_t>();
+  std::vector<Columns<real_t>> out(columns.size(0));
+  for (int64_t b = 0; b < columns.size(0); ++b) {
+    out[b].index.assign(cp + b * n, cp + (b + 1) * n);
+    for (int64_t col : out[b].index) {
+      TORCH_CHECK(col >= 0 && col < W, "mbdlfast cpp: columns must lie in [0, ", W, "), got ", col);
+    }
+    out[b].scale.assign(n, real_t(1));
+  }
+  return out;
+}
+
+template <typename real_t>
+std::vector<Columns<real_t>> columns_from_weight(const at::Tensor& weight, at::ScalarType complex_dtype, int64_t B, int64_t W) {
+  check_tensor(weight, "weight", c10::toRealValueType(complex_dtype));
+  TORCH_CHECK(weight.dim() == 2 && (weight.size(0) == 1 || weight.size(0) == B) && weight.size(1) == W,
+              "mbdlfast cpp: weight must be (B|1, W) with B=", B, " W=", W, ", got ", weight.sizes());
+  const auto* wp = weight.data_ptr<real_t>();
+  std::vector<Columns<real_t>> out(weight.size(0));
+  for (int64_t b = 0; b < weight.size(0); ++b) {
+    for (int64_t w = 0; w < W; ++w) {
+      if (wp[b * W + w] != real_t(0)) {
+        out[b].index.push_back(w);
+        out[b].scale.push_back(wp[b * W + w]);
+      }
+    }
+  }
+  return out;
+}
+
+int64_t rows_per_block(int64_t C, int64_t W, size_t element_bytes) {
+  return std::max<int64_t>(1, kBlockBytes / (C * W * static_cast<int64_t>(element_bytes)));
+}
+
+// One batch entry of the forward: x_b (H,W), maps_b (C,H,W) -> out_b (C,H,n) at the given columns.
+template <typename real_t>
+void forward_entry(const at::Tensor& x_b, const at::Tensor& maps_b, const Columns<real_t>& cols, const Phases<real_t>& ph_h,
+                   const Phases<real_t>& ph_w, at::Tensor& out_b) {
+  using cplx = std::complex<real_t>;
+  const int64_t C = maps_b.size(0), H = maps_b.size(1), W = maps_b.size(2), HW = H * W;
+  const int64_t n = static_cast<int64_t>(cols.index.size());
+  const int64_t rows_max = rows_per_block(C, W, sizeof(cplx));
+  const int64_t blocks = (H + rows_max - 1) / rows_max;
+  const auto* xp = reinterpret_cast<const cplx*>(x_b.data_ptr());
+  const auto* sp = reinterpret_cast<const cplx*>(maps_b.data_ptr());
+  auto rows_k = at::empty({C, H, n}, out_b.options());  // row-transformed sampled columns
+  auto* rk = reinterpret_cast<cplx*>(rows_k.data_ptr());
+  std::vector<cplx> column_phase(n);
+  for (int64_t j = 0; j < n; ++j) column_phase[j] = ph_w.p[cols.index[j]];
+#pragma omp parallel
+  {
+    at::NoGradGuard no_grad;
+    auto coil_rows = at::empty({C, rows_max, W}, out_b.options());
+    auto spectrum = at::empty_like(coil_rows);
+    auto* buf = reinterpret_cast<cplx*>(coil_rows.data_ptr());
+    const auto* spec = reinterpret_cast<const cplx*>(spectrum.data_ptr());
+    std::vector<cplx> x_mod(rows_max * W);  // q_h q_w x for the block's rows, shared by the coils
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t block = 0; block < blocks; ++block) {
+      const int64_t h0 = block * rows_max, rows = std::min(rows_max, H - h0);
+      for (int64_t r = 0; r < rows; ++r) {
+        const cplx qh = ph_h.q[h0 + r];
+        const cplx* xr = xp + (h0 + r) * W;
+        for (int64_t w = 0; w < W; ++w) x_mod[r * W + w] = cmul(xr[w], cmul(qh, ph_w.q[w]));
+      }
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const cplx* sr = sp + c * HW + (h0 + r) * W;
+          const cplx* xr = x_mod.data() + r * W;
+          cplx* br = buf + (c * rows_max + r) * W;
+          for (int64_t w = 0; w < W; ++w) br[w] = cmul(sr[w], xr[w]);
+        }
+      }
+      auto spectrum_view = spectrum.narrow(1, 0, rows);
+      at::fft_fft_out(spectrum_view, coil_rows.narrow(1, 0, rows), c10::nullopt, -1, "ortho");
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const cplx* sr = spec + (c * rows_max + r) * W;
+          cplx* dst = rk + (c * H + h0 + r) * n;
+          for (int64_t j = 0; j < n; ++j) dst[j] = cmul(sr[cols.index[j]], column_phase[j]);
+        }
+      }
+    }
+  }
+  at::fft_fft_out(out_b, rows_k, c10::nullopt, 1, "ortho");
+  auto* op = reinterpret_cast<cplx*>(out_b.data_ptr());
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t h = 0; h < H; ++h) {
+      cplx* row = op + (c * H + h) * n;
+      for (int64_t j = 0; j < n; ++j) row[j] = cmul(row[j], ph_h.p[h]) * cols.scale[j];
+    }
+  }
+}
+
+// One batch entry of the adjoint: kc_b (C,H,n) at the given columns -> out_b (H,W).
+template <typename real_t>
+void adjoint_entry(const at::Tensor& kc_b, const at::Tensor& maps_b, const Columns<real_t>& cols, const Phases<real_t>& ph_h,
+                   const Phases<real_t>& ph_w, at::Tensor& out_b) {
+  using cplx = std::complex<real_t>;
+  const int64_t C = maps_b.size(0), H = maps_b.size(1), W = maps_b.size(2), HW = H * W;
+  const int64_t n = static_cast<int64_t>(cols.index.size());
+  auto phased = at::empty({C, H, n}, kc_b.options());
+  const auto* kp = reinterpret_cast<const cplx*>(kc_b.data_ptr());
+  auto* pp = reinterpret_cast<cplx*>(phased.data_ptr());
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t j = 0; j < n; ++j) {
+        pp[(c * H + h) * n + j] = cmul_conj(ph_h.p[h], kp[(c * H + h) * n + j]) * cols.scale[j];
+      }
+    }
+  }
+  const auto rows_k = at::fft_ifft(phased, c10::nullopt, 1, "ortho").contiguous();
+  const auto* rk = reinterpret_cast<const cplx*>(rows_k.data_ptr());
+  const auto* sp = reinterpret_cast<const cplx*>(maps_b.data_ptr());
+  auto* op = reinterpret_cast<cplx*>(out_b.data_ptr());
+  const int64_t rows_max = rows_per_block(C, W, sizeof(cplx));
+  const int64_t blocks = (H + rows_max - 1) / rows_max;
+  std::vector<cplx> column_phase(n);
+  for (int64_t j = 0; j < n; ++j) column_phase[j] = ph_w.p[cols.index[j]];
+#pragma omp parallel
+  {
+    at::NoGradGuard no_grad;
+    auto spectrum = at::empty({C, rows_max, W}, kc_b.options());
+    auto coil_rows = at::empty_like(spectrum);
+    auto* spec = reinterpret_cast<cplx*>(spectrum.data_ptr());
+    const auto* buf = reinterpret_cast<const cplx*>(coil_rows.data_ptr());
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t block = 0; block < blocks; ++block) {
+      const int64_t h0 = block * rows_max, rows = std::min(rows_max, H - h0);
+      for (int64_t c = 0; c < C; ++c) {
+        for (int64_t r = 0; r < rows; ++r) {
+          cplx* sr = spec + (c * rows_max + r) * W;
+          std::fill(sr, sr + W, cplx(0));
+          const cplx* src = rk + (c * H + h0 + r) * n;
+          // += so that repeated columns add up, as the adjoint of a gather must.
+          for (int64_t j = 0; j < n; ++j) sr[cols.index[j]] += cmul_conj(column_phase[j], src[j]);
+        }
+      }
+      auto coil_view = coil_rows.narrow(1, 0, rows);
+      at::fft_ifft_out(coil_view, spectrum.narrow(1, 0, rows), c10::nullopt, -1, "ortho");
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t h = h0 + r;
+        cplx* dst = op + h * W;
+        std::fill(dst, dst + W, cplx(0));
+        for (int64_t c = 0; c < C; ++c) {
+          const cplx* sr = sp + c * HW + h * W;
+          const cplx* br = buf + (c * rows_max + r) * W;
+          for (int64_t w = 0; w < W; ++w) dst[w] += cmul_conj(sr[w], br[w]);
+        }
+        const cplx qh = ph_h.q[h];
+        for (int64_t w = 0; w < W; ++w) dst[w] = cmul_conj(cmul(qh, ph_w.q[w]), dst[w]);
+      }
+    }
+  }
+}
+
+template <typename real_t>
+at::Tensor forward_impl(const at::Tensor& x, const at::Tensor& maps, const std::vector<Columns<real_t>>& cols, bool full) {
+  const int64_t B = x.size(0), C = maps.size(1), H = maps.size(2), W = maps.size(3);
+  const Phases<real_t> ph_h(H), ph_w(W);
+  const int64_t n_compact = full ? 0 : static_cast<int64_t>(cols[0].index.size());
+  auto out = full ? at::zeros({B, C, H, W}, x.options()) : at::empty({B, C, H, n_compact}, x.options());
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& entry_cols = cols[cols.size() == 1 ? 0 : b];
+    const int64_t n = static_cast<int64_t>(entry_cols.index.size());
+    if (n == 0) continue;  // nothing sampled: full output stays zero (compact has no columns)
+    auto compact = full ? at::empty({C, H, n}, x.options()) : out[b];
+    forward_entry<real_t>(x[b], maps[maps.size(0) == 1 ? 0 : b], entry_cols, ph_h, ph_w, compact);
+    if (full) {
+      using cplx = std::complex<real_t>;
+      const auto* cp = reinterpret_cast<const cplx*>(compact.data_ptr());
+      auto* op = reinterpret_cast<cplx*>(out.data_ptr()) + b * C * H * W;
+      for (int64_t ch = 0; ch < C * H; ++ch) {
+        for (int64_t j = 0; j < n; ++j) op[ch * W + entry_cols.index[j]] = cp[ch * n + j];
+      }
+    }
+  }
+  return out;
+}
+
+template <typename real_t>
+at::Tensor adjoint_impl(const at::Tensor& k, const at::Tensor& maps, const std::vector<Columns<real_t>>& cols, bool full) {
+  const int64_t B = k.size(0), C = maps.size(1), H = maps.size(2), W = maps.size(3);
+  const Phases<real_t> ph_h(H), ph_w(W);
+  auto out = at::empty({B, H, W}, k.options());
+  for (int64_t b = 0; b < B; ++b) {
+    const auto& entry_cols = cols[cols.size() == 1 ? 0 : b];
+    const int64_t n = static_cast<int64_t>(entry_cols.index.size());
+    auto out_b = out[b];
+    if (n == 0) {
+      out_b.zero_();
+      continue;
+    }
+    at::Tensor compact = k[b];
+    if (full) {
+      using cplx = std::complex<real_t>;
+      compact = at::empty({C, H, n}, k.options());
+      const auto* kp = reinterpret_cast<const cplx*>(k.data_ptr()) + b * C * H * W;
+      auto* cp = reinterpret_cast<cplx*>(compact.data_ptr());
+      for (int64_t ch = 0; ch < C * H; ++ch) {
+        for (int64_t j = 0; j < n; ++j) cp[ch * n + j] = kp[ch * W + entry_cols.index[j]];
+      }
+    }
+    adjoint_entry<real_t>(compact, maps[maps.size(0) == 1 ? 0 : b], entry_cols, ph_h, ph_w, out_b);
+  }
+  return out;
+}
+
+at::Tensor sense_forward_compact_cpu(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& columns) {
+  check_complex(x, "x");
+  TORCH_CHECK(x.dim() == 3, "mbdlfast cpp: x must be (B,H,W), got ", x.sizes());
+  const auto s = check_maps(maps, x.scalar_type(), x.size(0));
+  TORCH_CHECK(s[2] == x.size(1) && s[3] == x.size(2), "mbdlfast cpp: maps must be (B,C,", x.size(1), ",", x.size(2), "), got ",
+              maps.sizes());
+  at::Tensor out;
+  AT_DISPATCH_COMPLEX_TYPES(x.scalar_type(), "mbdlfast_forward_compact", [&] {
+    using real_t = typename scalar_t::value_type;
+    out = forward_impl<real_t>(x, maps, columns_from_index<real_t>(columns, s[0], s[3]), false);
+  });
+  return out;
+}
+
+at::Tensor sense_adjoint_compact_cpu(const at::Tensor& yc, const at::Tensor& maps, const at::Tensor& columns) {
+  check_complex(yc, "yc");
+  TORCH_CHECK(yc.dim() == 4, "mbdlfast cpp: yc must be (B,C,H,n_s), got ", yc.sizes());
+  const auto s = check_maps(maps, yc.scalar_type(), yc.size(0));
+  TORCH_CHECK(columns.dim() == 2 && yc.size(1) == s[1] && yc.size(2) == s[2] && yc.size(3) == columns.size(1),
+              "mbdlfast cpp: yc must be (B,", s[1], ",", s[2], ",n_s) with n_s = columns.size(1), got yc ", yc.sizes(),
+              " and columns ", columns.sizes());
+  at::Tensor out;
+  AT_DISPATCH_COMPLEX_TYPES(yc.scalar_type(), "mbdlfast_adjoint_compact", [&] {
+    using real_t = typename scalar_t::value_type;
+    out = adjoint_impl<real_t>(yc, maps, columns_from_index<real_t>(columns, s[0], s[3]), false);
+  });
+  return out;
+}
+
+at::Tensor sense_forward_1d_cpu(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight) {
+  check_complex(x, "x");
+  TORCH_CHECK(x.dim() == 3, "mbdlfast cpp: x must be (B,H,W), got ", x.sizes());
+  const auto s = check_maps(maps, x.scalar_type(), x.size(0));
+  TORCH_CHECK(s[2] == x.size(1) && s[3] == x.size(2), "mbdlfast cpp: maps must be (B,C,", x.size(1), ",", x.size(2), "), got ",
+              maps.sizes());
+  at::Tensor out;
+  AT_DISPATCH_COMPLEX_TYPES(x.scalar_type(), "mbdlfast_forward_1d", [&] {
+    using real_t = typename scalar_t::value_type;
+    out = forward_impl<real_t>(x, maps, columns_from_weight<real_t>(weight, x.scalar_type(), s[0], s[3]), true);
+  });
+  return out;
+}
+
+at::Tensor sense_adjoint_1d_cpu(const at::Tensor& y, const at::Tensor& maps, const at::Tensor& weight) {
+  check_complex(y, "y");
+  TORCH_CHECK(y.dim() == 4, "mbdlfast cpp: y must be (B,C,H,W), got ", y.sizes());
+  const auto s = check_maps(maps, y.scalar_type(), y.size(0));
+  TORCH_CHECK(y.size(1) == s[1] && y.size(2) == s[2] && y.size(3) == s[3], "mbdlfast cpp: y must be (B,", s[1], ",", s[2], ",",
+              s[3], "), got ", y.sizes());
+  at::Tensor out;
+  AT_DISPATCH_COMPLEX_TYPES(y.scalar_type(), "mbdlfast_adjoint_1d", [&] {
+    using real_t = typename scalar_t::value_type;
+    out = adjoint_impl<real_t>(y, maps, columns_from_weight<real_t>(weight, y.scalar_type(), s[0], s[3]), true);
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mbdlfast, CPU, m) {
+  m.impl("sense_forward_compact", &sense_forward_compact_cpu);
+  m.impl("sense_adjoint_compact", &sense_adjoint_compact_cpu);
+  m.impl("sense_forward_1d", &sense_forward_1d_cpu);
+  m.impl("sense_adjoint_1d", &sense_adjoint_1d_cpu);
+}
