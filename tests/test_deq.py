@@ -92,6 +92,34 @@ def test_anderson_complex_beats_plain_and_conjugation_matters():
     assert wrong >= 1.5 * ours, (wrong, ours)
 
 
+def real_linear_contraction(batch: int = 2, n: int = 128, radius: float = 0.99):
+    """f(z) = M·(real view of z) + b with a real symmetric M of spectral radius ``radius``: real-affine
+    but not complex-affine, like a DEQ step whose denoiser is a real CNN on (re, im) channels."""
+    gen = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(2 * n, 2 * n, dtype=torch.float64, generator=gen))
+    eig = radius * (0.3 + 0.7 * torch.rand(2 * n, generator=gen, dtype=torch.float64))
+    real_map = (q @ torch.diag(eig) @ q.T).to(torch.float32)
+    shift = torch.randn(batch, n, dtype=torch.complex64, generator=gen)
+
+    def f(z):
+        stacked = torch.view_as_real(z).reshape(batch, 2 * n) @ real_map.T
+        return torch.view_as_complex(stacked.reshape(batch, n, 2).contiguous()) + shift
+
+    return f, torch.zeros(batch, n, dtype=torch.complex64)
+
+
+def test_real_weights_solve_real_linear_maps_that_complex_weights_cannot():
+    f, x0 = real_linear_contraction()
+    _, complex_info = anderson(f, x0, tol=1e-5, max_iter=400, check_every=1)
+    x, real_info = anderson(f, x0, tol=1e-5, max_iter=400, check_every=1, weights="real")
+    _, plain_info = fixed_point(f, x0, tol=1e-5, max_iter=400)
+    assert real_info["converged"].all() and real_info["nstep"] < 0.25 * plain_info["nstep"]
+    assert not complex_info["converged"].any()  # complex weights assume f(i·z) = i·f(z)
+    assert float((f(x) - x).norm() / f(x).norm()) < 2e-5
+    with pytest.raises(ValueError, match="weights"):
+        anderson(f, x0, weights="hermitian")
+
+
 def test_returns_lowest_residual_iterate():
     # plain iteration away from the repelling fixed point -1: the first iterate is the best
     x0 = torch.full((2, 5), -1.0, dtype=torch.float64) + torch.tensor([[1e-3], [2e-3]], dtype=torch.float64)

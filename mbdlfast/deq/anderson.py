@@ -8,6 +8,12 @@ definite), the weights are α = w / Σw with (H + λ·s·I) w = 1, solved by Cho
 precision; a sample whose solve fails or is non-finite takes a plain step instead. The next iterate
 is x_{k+1} = Σ α_i (x_i + β g_i).
 
+Complex weights are right when f is complex-affine (f(a·x) = a·f(x) + b for complex a, e.g. pure
+physics). A map that is only real-affine, as every DEQ whose denoiser is a real CNN on the real and
+imaginary channels, breaks that assumption and complex weights stall on it; ``weights="real"``
+restricts α to real numbers, which minimises over Re(H) (the Gram matrix of the real view) and is
+right for any map.
+
 Per step: one f evaluation, one new Gram column (the Gram matrix is updated in place, not
 recomputed), one m×m solve, one mixing pass. No host synchronisation: convergence is decided on the
 device (:mod:`mbdlfast.deq.convergence`), and the host looks only every ``check_every`` steps.
@@ -47,7 +53,7 @@ def mixing_weights(gram: torch.Tensor, lam: float, newest: int) -> torch.Tensor:
 @torch.no_grad()
 def anderson(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, *, m: int = 5, lam: float = 1e-4,
              beta: float = 1.0, tol: float = 1e-3, max_iter: int = 100, stop_mode: str = "rel",
-             check_every: int = 5, divergence_factor: float | None = 1e4,
+             check_every: int = 5, divergence_factor: float | None = 1e4, weights: str = "complex",
              step_backend: str = "auto") -> tuple[torch.Tensor, dict]:
     """Solve x = f(x) per sample by Anderson acceleration; returns ``(x, info)``.
 
@@ -57,7 +63,9 @@ def anderson(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, *, m: 
     (||f(x)-x|| / ||f(x)||) or absolute residual per ``stop_mode``. Converged, diverged (absolute
     residual above ``divergence_factor`` times its minimum) and non-finite samples are frozen; the
     loop stops when none runs (checked every ``check_every`` steps) or after ``max_iter``
-    f-evaluations. ``step_backend``: "auto" (Triton on CUDA), "torch" or "triton".
+    f-evaluations. ``weights``: "complex" (f complex-affine) or "real" (any f; see the module
+    docstring); real states always get real weights. ``step_backend``: "auto" (Triton on CUDA),
+    "torch" or "triton".
 
     Returns the lowest-residual iterate of each sample. ``info``: ``status`` (per sample:
     "converged", "max_iter", "diverged" or "nan"), ``converged`` (B,) bool, ``nstep`` (f-evaluations
@@ -73,6 +81,9 @@ def anderson(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, *, m: 
         raise ValueError(f"lam: expected a number >= 0, got {lam!r}")
     if not (isinstance(beta, (int, float)) and beta > 0):
         raise ValueError(f"beta: expected a number > 0, got {beta!r}")
+    if weights not in ("complex", "real"):
+        raise ValueError(f"weights: expected 'complex' or 'real', got {weights!r}")
+    real_weights = weights == "real" or not x0.is_complex()
     backend, residual_gram, mix = step_functions(x0.device, step_backend)
 
     fmap = FlatMap(f, x0)
@@ -96,7 +107,8 @@ def anderson(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, *, m: 
         gram[:, :, slot] = col
         gram[:, slot, :] = col.conj()
         n_valid = min(step + 1, m)
-        alpha[:, :n_valid] = mixing_weights(gram[:, :n_valid, :n_valid], lam, slot).to(x0.dtype)
+        small = gram[:, :n_valid, :n_valid]
+        alpha[:, :n_valid] = mixing_weights(small.real if real_weights else small, lam, slot).to(x0.dtype)
         mix(x_hist, g_hist, alpha, running, improved, tracker.best_x, slot, (step + 1) % m, n_valid, beta)
         if (step + 1) % check_every == 0 and not tracker.any_running():
             break

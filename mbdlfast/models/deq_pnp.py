@@ -31,7 +31,8 @@ class DEQ(nn.Module):
             with RSS ≤ 1 and orthonormal FFTs.
         backward: "jfb" or "ift", see :class:`mbdlfast.deq.DEQFixedPoint`.
         solver_kwargs: for :func:`mbdlfast.deq.anderson`; defaults m=5, lam=1e-4, beta=1, tol=1e-3,
-            max_iter=100 (the published settings).
+            max_iter=100 (the published settings) and weights="real": T is only real-linear (a
+            real CNN on the real and imaginary channels), so complex Anderson weights would stall.
 
     After a forward, ``last_info`` holds the solver's info (``nstep`` f-evaluations of the batch,
     ``sample_nstep``, ``converged``, residuals, ...).
@@ -44,7 +45,8 @@ class DEQ(nn.Module):
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
         self.gamma = nn.Parameter(torch.tensor(float(gamma)))
         self.backward = backward
-        self.solver_kwargs = {**dict(m=5, lam=1e-4, beta=1.0, tol=1e-3, max_iter=100), **(solver_kwargs or {})}
+        self.solver_kwargs = {**dict(m=5, lam=1e-4, beta=1.0, tol=1e-3, max_iter=100, weights="real"),
+                              **(solver_kwargs or {})}
         self.last_info: dict | None = None
 
     def iteration(self, z: torch.Tensor, op: SenseOperator, AHy: torch.Tensor) -> torch.Tensor:
