@@ -6,6 +6,13 @@ Files are written atomically: to a temporary file in the destination folder, flu
 renamed over the destination with ``os.replace``. A crash or an error during the save leaves the
 previous checkpoint intact and no half-written file behind. Files load with
 ``torch.load(weights_only=True)``: nothing in them executes code on load.
+
+Structurally pruned models (:mod:`mbdlfast.prune.structured`) have narrower layers than their
+registry build. Their files carry an ``architecture`` record: for each module whose structural
+attributes (channel / feature counts) differ from the registry build, the new values.
+:func:`load_checkpoint` applies it to the registry build before loading the weights, so dense and
+pruned files load alike. Files with such a record are written as format version 2; the others stay
+version 1, readable by older mbdlfast.
 """
 from __future__ import annotations
 
@@ -22,11 +29,30 @@ from torch import nn
 
 from mbdlfast.finetune.config import ModelConfig, TrainConfig
 from mbdlfast.finetune.registry import build_model
+from mbdlfast.prune.masking import apply_masks
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "mbdlfast-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: may hold an "architecture" record (pruned layer sizes); files without one are written as 1
+
+#: The constructor attributes that structured pruning changes, per module type.
+STRUCTURAL_ATTRIBUTES = {
+    nn.modules.conv._ConvNd: ("in_channels", "out_channels"),
+    nn.Linear: ("in_features", "out_features"),
+    nn.modules.batchnorm._NormBase: ("num_features",),  # batch and instance norms
+    nn.GroupNorm: ("num_channels",),
+}
+# Unstructured pruning masks (mbdlfast.prune.masking) parametrize ``<layer>.weight``: the file keeps
+# those keys, and loading re-attaches the masks before the weights are read.
+_MASK_SUFFIX = ".parametrizations.weight.0.mask"
+_ORIGINAL_SUFFIX = ".parametrizations.weight.original"
+
+
+def _unmasked_keys(state_dict: dict) -> set[str]:
+    """The state_dict keys the model would have without its pruning masks."""
+    return {key[:-len(_ORIGINAL_SUFFIX)] + ".weight" if key.endswith(_ORIGINAL_SUFFIX) else key
+            for key in state_dict if not key.endswith(_MASK_SUFFIX)}
 
 
 def capture_rng_state() -> dict:
@@ -81,6 +107,63 @@ class Checkpoint:
     extra: dict = field(default_factory=dict)
 
 
+def _structural_attributes(module: nn.Module) -> tuple[str, ...]:
+    return next((names for kind, names in STRUCTURAL_ATTRIBUTES.items() if isinstance(module, kind)), ())
+
+
+def architecture_difference(model: nn.Module, reference: nn.Module) -> dict[str, dict[str, int]]:
+    """``{module name: {attribute: value}}`` for the structural attributes of ``model`` that differ from
+    ``reference`` (same module names, e.g. the registry build); empty for an unpruned model."""
+    references = dict(reference.named_modules())
+    difference = {}
+    for name, module in model.named_modules():
+        changed = {attr: int(getattr(module, attr)) for attr in _structural_attributes(module)
+                   if name in references and getattr(module, attr) != getattr(references[name], attr)}
+        if changed:
+            difference[name] = changed
+    return difference
+
+
+def _pruned_shape(module: nn.Module, tensor_name: str, shape: torch.Size) -> tuple[int, ...]:
+    """The shape of ``module``'s parameter / buffer ``tensor_name`` after its attributes were changed."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        outer, inner = module.out_channels, module.in_channels // module.groups
+        if module.transposed:
+            outer, inner = module.in_channels, module.out_channels // module.groups
+        return (outer, inner, *shape[2:]) if tensor_name == "weight" else (module.out_channels,)
+    if isinstance(module, nn.Linear):
+        return (module.out_features, module.in_features) if tensor_name == "weight" else (module.out_features,)
+    if isinstance(module, nn.modules.batchnorm._NormBase):
+        return tuple(shape) if tensor_name == "num_batches_tracked" else (module.num_features,)
+    return (module.num_channels,)  # GroupNorm
+
+
+def apply_architecture(model: nn.Module, architecture: dict) -> None:
+    """Set the recorded structural attributes on ``model``'s modules and give their parameters and
+    buffers the matching (uninitialised) shapes, ready for ``load_state_dict``.
+
+    Raises ValueError when the record names a module or attribute the model does not have.
+    """
+    if not isinstance(architecture, dict) or not all(isinstance(a, dict) for a in architecture.values()):
+        raise ValueError("its architecture record is not a {module name: {attribute: value}} mapping")
+    for name, attributes in architecture.items():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError as err:
+            raise ValueError(f"its architecture names a module {name!r} that the model does not have") from err
+        allowed = _structural_attributes(module)
+        for attr, value in attributes.items():
+            if attr not in allowed or isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"its architecture sets {name}.{attr}={value!r}; "
+                                 f"a {type(module).__name__} only takes positive {allowed}")
+            setattr(module, attr, value)
+        for tensor_name, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            resized = torch.empty(_pruned_shape(module, tensor_name, tensor.shape), dtype=tensor.dtype)
+            if isinstance(tensor, nn.Parameter):
+                resized = nn.Parameter(resized, requires_grad=tensor.requires_grad)
+            setattr(module, tensor_name, resized)
+
+
 def _model_config(config) -> tuple[ModelConfig, dict | None]:
     if isinstance(config, TrainConfig):
         return config.model, config.to_dict()
@@ -106,11 +189,13 @@ def save_checkpoint(path, model: nn.Module, config: TrainConfig | ModelConfig, *
     with torch.device("meta"):  # only the parameter names are needed: build without memory or init cost
         reference, resolved = build_model(model_config.name, model_config.kwargs)
     state_dict = model.state_dict()
-    if set(reference.state_dict()) != set(state_dict):
+    if set(reference.state_dict()) != _unmasked_keys(state_dict):
         raise ValueError(f"model: its parameters do not match a {model_config.name!r} built from kwargs {resolved}")
+    architecture = architecture_difference(model, reference)
     payload = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": 2 if architecture else 1,
+        "architecture": architecture,
         "mbdlfast_version": __version__,
         "model": {"name": model_config.name, "kwargs": resolved},
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
@@ -161,10 +246,14 @@ def load_checkpoint(path, *, expected_model: str | None = None, map_location="cp
     if expected_model is not None and name != expected_model:
         raise ValueError(f"checkpoint: {path} holds a {name!r} model, expected {expected_model!r}")
     model, _ = build_model(name, kwargs)
+    masks = {key[:-len(_MASK_SUFFIX)]: value for key, value in payload["state_dict"].items() if key.endswith(_MASK_SUFFIX)}
     try:
+        apply_architecture(model, payload.get("architecture") or {})
+        if masks:
+            apply_masks(model, masks)
         model.load_state_dict(payload["state_dict"])
-    except RuntimeError as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    except (RuntimeError, ValueError) as err:
+        first = " ".join(line.strip() for line in str(err).splitlines()[:2]) if str(err) else type(err).__name__
         raise ValueError(f"checkpoint: {path}: its weights do not fit a {name!r} built from {kwargs}: {first}") from err
     model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu").eval()
     return Checkpoint(

@@ -1,0 +1,109 @@
+"""``mbdlfast prune``: structured channel pruning of a trained checkpoint (torch-pruning's DepGraph)."""
+from __future__ import annotations
+
+import argparse
+
+from mbdlfast.commands import Command
+
+EXAMPLES = """\
+examples:
+  mbdlfast prune --model runs/deq/checkpoint.pt --ratio 0.5 --out runs/deq/pruned50.pt
+  mbdlfast prune --model varnet.pt --ratio 0.3 --importance l2 --round-to 4 --out varnet_p30.pt
+  mbdlfast prune --model deq.pt --ratio 0.7 --global --steps 5 --image-size 128 --out deq_p70.pt
+
+Prints the parameters and MACs (one application of each CNN, see mbdlfast.prune.count_macs) before
+and after. The output is a checkpoint that load_checkpoint / `mbdlfast finetune` read like any other;
+fine-tune it next (the dense input checkpoint is the natural teacher).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="CKPT", help="dense (or already pruned) checkpoint")
+    parser.add_argument("--ratio", required=True, type=float, help="fraction of channels to remove, in [0, 1)")
+    parser.add_argument("--importance", default="l1", choices=("l1", "l2"),
+                        help="group magnitude norm: l1 (published code, default) or l2 (paper's text)")
+    parser.add_argument("--round-to", type=int, default=8, metavar="N",
+                        help="keep channel counts multiples of N (default 8; 1 = no rounding)")
+    parser.add_argument("--global", dest="global_pruning", action="store_true",
+                        help="rank the channels of all layers together instead of per layer group")
+    parser.add_argument("--steps", type=int, default=1, metavar="N", help="iterative pruning steps (default 1)")
+    parser.add_argument("--image-size", type=int, default=64, metavar="S",
+                        help="side of the synthetic example used to trace the networks and count MACs (default 64)")
+    parser.add_argument("--coils", type=int, default=4, help="coils of the synthetic example (default 4)")
+    parser.add_argument("--out", required=True, metavar="PRUNED.pt", help="output checkpoint (written atomically)")
+
+
+def example_inputs(model, model_name: str, image_size: int, num_coils: int) -> tuple:
+    """Positional ``model.forward`` arguments of one random (1, num_coils, S, S) example, built with the
+    registry's own calling convention for ``model_name`` (so it covers every family alike)."""
+    import inspect
+
+    import torch
+
+    from mbdlfast.finetune.data import TrainingBatch
+    from mbdlfast.finetune.registry import model_spec
+
+    generator = torch.Generator().manual_seed(0)
+    shape = (1, num_coils, image_size, image_size)
+    kspace = torch.randn(shape, dtype=torch.complex64, generator=generator)
+    maps = torch.randn(shape, dtype=torch.complex64, generator=generator)
+    maps = maps / maps.abs().square().sum(dim=1, keepdim=True).sqrt()
+    mask = torch.zeros(1, image_size, dtype=torch.bool)
+    mask[:, ::4] = True
+    mask[:, image_size // 2 - image_size // 16: image_size // 2 + image_size // 16] = True
+    batch = TrainingBatch(kspace=kspace * mask[:, None, None, :], mask=mask, maps=maps,
+                          target=torch.zeros(shape[0], image_size, image_size, dtype=torch.complex64))
+    captured = {}
+
+    class _Captured(Exception):
+        pass
+
+    def capture(module, args, kwargs):
+        bound = inspect.signature(module.forward).bind(*args, **kwargs)
+        bound.apply_defaults()
+        captured["args"] = bound.args
+        raise _Captured
+
+    handle = model.register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        model_spec(model_name).reconstruct(model, batch)
+    except _Captured:
+        pass
+    finally:
+        handle.remove()
+    return captured["args"]
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mbdlfast._validation import check_int
+    from mbdlfast.finetune.checkpoint import load_checkpoint
+    from mbdlfast.prune.structured import count_macs, count_params, prune_structured, save_pruned
+
+    source, out = Path(args.model), Path(args.out)
+    if out.resolve() == source.resolve():
+        raise ValueError(f"--out: {out} is the input checkpoint; write the pruned model to another file")
+    check_int("--image-size", args.image_size, minimum=8)
+    check_int("--coils", args.coils, minimum=1)
+    checkpoint = load_checkpoint(source)
+    dense = checkpoint.model
+    inputs = example_inputs(dense, checkpoint.model_name, args.image_size, args.coils)
+    pruned = prune_structured(dense, inputs, args.ratio, importance=args.importance, round_to=args.round_to,
+                              global_pruning=args.global_pruning, iterative_steps=args.steps)
+    before = count_params(dense), count_macs(dense, inputs)
+    after = count_params(pruned), count_macs(pruned, inputs)
+    extra = {**checkpoint.extra, "pruning": {
+        "source": str(source), "ratio": args.ratio, "importance": args.importance, "round_to": args.round_to,
+        "global": args.global_pruning, "steps": args.steps, "dense_params": before[0], "dense_macs": before[1]}}
+    save_pruned(pruned, out, checkpoint.model_name, checkpoint.model_kwargs, extra=extra)
+    print(f"{'':8}{'params':>14}{'MACs':>16}   ({checkpoint.model_name}, {args.image_size}x{args.image_size})")
+    for label, (params, macs) in (("dense", before), ("pruned", after)):
+        print(f"{label:8}{params:>14,}{macs:>16,}")
+    print(f"{'ratio':8}{after[0] / before[0]:>14.3f}{after[1] / max(before[1], 1):>16.3f}")
+    print(f"wrote {out}")
+    return 0
+
+
+COMMAND = Command("prune", "structured channel pruning of a trained checkpoint (DepGraph, group L1/L2)",
+                  add_arguments, run, EXAMPLES)
