@@ -48,9 +48,11 @@ FLAGS = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_config_arguments(parser: argparse.ArgumentParser, flags: dict = FLAGS) -> None:
+    """--config, the setting ``flags`` (flag -> (dotted setting, help)), --amp, --progress and key=value
+    overrides; :func:`config_from_arguments` turns them into a config (also used by ``finetune``)."""
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of settings")
-    for flag, (setting, help_text) in FLAGS.items():
+    for flag, (setting, help_text) in flags.items():
         parser.add_argument(flag, dest=setting, metavar=setting.rsplit(".", 1)[-1].upper(), help=help_text)
     parser.add_argument("--amp", dest="train.amp", action=argparse.BooleanOptionalAction,
                         help="mixed precision on CUDA (default on; ignored on CPU)")
@@ -59,15 +61,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="any setting, e.g. train.lr=3e-4")
 
 
-def run(args: argparse.Namespace) -> int:
+def config_from_arguments(args: argparse.Namespace, flags: dict = FLAGS):
+    """The validated TrainConfig of the arguments added by :func:`add_config_arguments`."""
     from mbdlfast.finetune.config import load_config, parse_override
+
+    given = {setting: getattr(args, setting) for setting, _ in flags.values()}
+    given.update({name: getattr(args, name) for name in ("train.amp", "train.progress")})
+    overrides = {key: value for key, value in given.items() if value is not None}
+    overrides.update(parse_override(text) for text in args.overrides)
+    return load_config(args.config, overrides)
+
+
+def run(args: argparse.Namespace) -> int:
     from mbdlfast.finetune.trainer import check_writable, train
 
-    flags = {setting: getattr(args, setting) for setting, _ in FLAGS.values()}
-    flags.update({name: getattr(args, name) for name in ("train.amp", "train.progress")})
-    overrides = {key: value for key, value in flags.items() if value is not None}
-    overrides.update(parse_override(text) for text in args.overrides)
-    config = load_config(args.config, overrides)
+    config = config_from_arguments(args)
     check_writable(config.out)
     result = train(config)
     logging.getLogger("mbdlfast").info("finished at step %d; checkpoint %s", result.step, result.checkpoint)
@@ -75,4 +83,4 @@ def run(args: argparse.Namespace) -> int:
 
 
 COMMAND = Command("train", "supervised training of a reconstruction network (DDP under torchrun)",
-                  add_arguments, run, EXAMPLES)
+                  add_config_arguments, run, EXAMPLES)

@@ -10,6 +10,11 @@ states restored, it reproduces it (bit for bit on CPU).
 Under ``torchrun`` every rank trains a :class:`~torch.nn.parallel.DistributedDataParallel` replica
 on its shard of each epoch; rank 0 alone shows progress, logs and writes checkpoints (between
 barriers). Validation is sharded over the ranks and the metric sums are all-reduced.
+
+Fine-tuning reuses this loop: ``model`` starts from a given network (e.g. a pruned student) instead
+of one built from the registry, and ``objective(network, batch) -> loss`` replaces the supervised
+loss (see :mod:`mbdlfast.finetune.modes`). The objective receives the network wrapped so that its
+calls run under the run's autocast while the loss itself is computed in full precision.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -35,6 +41,7 @@ from mbdlfast.finetune.config import TrainConfig
 from mbdlfast.finetune.data import TrainingBatch, TrainingSlices, collate_batch, split_train_val
 from mbdlfast.finetune.distributed import DistributedContext
 from mbdlfast.finetune.losses import loss_function
+from mbdlfast.finetune.modes import Objective, SupervisedTerm
 from mbdlfast.finetune.registry import MODEL_REGISTRY, build_model, model_spec
 from mbdlfast.metrics import psnr_batch, ssim_batch
 
@@ -81,14 +88,29 @@ class TrainResult:
     checkpoint: Path | None = None
 
 
+class _UnderAutocast:
+    """``module`` called under ``autocast()``: what an objective gets as its network."""
+
+    def __init__(self, module: nn.Module, autocast):
+        self.module, self.autocast = module, autocast
+
+    def __call__(self, *args, **kwargs):
+        with self.autocast():
+            return self.module(*args, **kwargs)
+
+
 class Trainer:
-    """Supervised training of ``config.model`` on ``config.data``; see the module docstring.
+    """Training of ``config.model`` on ``config.data``; see the module docstring.
 
     ``context`` defaults to :meth:`DistributedContext.from_environment` (which joins a torchrun job);
-    :meth:`fit` closes a process group it created.
+    :meth:`fit` closes a process group it created. ``model``: the network to train (in place) instead
+    of a new one built from ``config.model``, whose name and kwargs must still describe it (they go
+    into the checkpoints); ``config.resume`` takes precedence. ``objective``: the loss of a step,
+    default the supervised loss of ``config.train.loss``. ``extra`` is stored in every checkpoint.
     """
 
-    def __init__(self, config: TrainConfig, context: DistributedContext | None = None):
+    def __init__(self, config: TrainConfig, context: DistributedContext | None = None, *,
+                 model: nn.Module | None = None, objective: Callable | None = None, extra: dict | None = None):
         self.config = config
         self.owns_context = context is None
         self.context = context if context is not None else DistributedContext.from_environment(config.device)
@@ -96,7 +118,9 @@ class Trainer:
         self.out = Path(config.out)
         self.checkpoint_path = self.out / CHECKPOINT_NAME
         self.spec = model_spec(config.model.name)
-        self.loss_fn = loss_function(self.spec.loss if config.train.loss == "auto" else config.train.loss)
+        loss_fn = loss_function(self.spec.loss if config.train.loss == "auto" else config.train.loss)
+        self.objective = objective or Objective(self.spec.reconstruct, {"supervised": SupervisedTerm(loss_fn)})
+        self.initial_model, self.extra = model, dict(extra or {})
         self.amp = config.train.amp and self.device.type == "cuda"
 
     # ---------------------------------------------------------------------------------------- set-up
@@ -116,6 +140,8 @@ class Trainer:
             model, self.model_kwargs = resumed.model.train(), resumed.model_kwargs
             if self.spec.resolve_kwargs(config.model.kwargs) != self.model_kwargs:
                 logger.warning("resume: using the checkpoint's model kwargs %s, not the config's", self.model_kwargs)
+        elif self.initial_model is not None:
+            model, self.model_kwargs = self.initial_model.train(), self.spec.resolve_kwargs(config.model.kwargs)
         else:
             model, self.model_kwargs = build_model(config.model.name, config.model.kwargs)
         self.model = model.to(self.device)
@@ -162,9 +188,7 @@ class Trainer:
 
     def _train_step(self, batch: TrainingBatch) -> torch.Tensor:
         self.network.train()
-        with self._autocast():
-            prediction = self.spec.reconstruct(self.network, batch)
-        loss = self.loss_fn(prediction, batch.target)
+        loss = self.objective(_UnderAutocast(self.network, self._autocast), batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.train.grad_clip is not None:
@@ -204,7 +228,7 @@ class Trainer:
         return gathered
 
     def _save(self, step: int, final: bool) -> None:
-        extra = {"world_size": self.context.world_size}
+        extra = {**self.extra, "world_size": self.context.world_size}
         if final:
             extra["replica_fingerprints"] = self._replica_fingerprints()
         self.context.barrier()

@@ -1,0 +1,66 @@
+"""``mbdlfast finetune``: fine-tune a (pruned) student checkpoint: supervised, school, self-supervised."""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from mbdlfast.commands import Command
+from mbdlfast.commands.train import FLAGS, add_config_arguments, config_from_arguments
+
+EXAMPLES = """\
+examples:
+  mbdlfast finetune --student pruned.pt --teacher dense.pt --mode school --data synthetic --steps 100 --out runs/ft
+  mbdlfast finetune --student pruned.pt --mode self_supervised --ei-weight 0.5 --data /data/brain --out runs/ssl
+  mbdlfast finetune --student pruned.pt --teacher dense.pt --mode supervised+school --lr 3e-4 --out runs/mix
+  mbdlfast finetune --student pruned.pt --mode supervised --config train.yaml train.grad_clip=none --out runs/sup
+
+modes: supervised (family loss against the ground truth), school (the same loss against the frozen
+teacher's reconstruction), self_supervised (L1 measurement consistency in k-space + equivariant
+imaging under random rotations of the image and coil maps, no ground truth), "+"-joined sums, and
+none (no steps). The model family and its kwargs come from the student checkpoint; the teacher's
+checkpoint is never written (an --out whose checkpoint.pt is the teacher's file is refused).
+
+settings: data, optimiser, seed and device as in 'mbdlfast train' (the same flags, --config YAML
+and key=value overrides; precedence: defaults < --config file < flags < key=value).
+"""
+
+# the model comes from --student, and a fine-tuning run starts from it rather than resuming; --out is required
+SETTING_FLAGS = {flag: entry for flag, entry in FLAGS.items() if flag not in ("--model", "--model-kwargs", "--resume",
+                                                                             "--out")}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--student", required=True, metavar="STUDENT.pt",
+                        help="checkpoint of the network to fine-tune (pruned or dense)")
+    parser.add_argument("--teacher", metavar="DENSE.pt", help="checkpoint of the unpruned teacher (mode school)")
+    parser.add_argument("--mode", default="school",
+                        help="none, supervised, school, self_supervised or '+'-joined (default school)")
+    parser.add_argument("--mc-weight", type=float, default=1.0, help="measurement-consistency weight (default 1)")
+    parser.add_argument("--ei-weight", type=float, default=1.0, help="equivariant-imaging weight (default 1)")
+    parser.add_argument("--rotation", default="auto", choices=("auto", "quarter", "any"),
+                        help="EI rotations: quarter turns (exact), any angle (bilinear), auto: quarter if square")
+    parser.add_argument("--out", dest="out", required=True, metavar="DIR",
+                        help="output folder of the fine-tuned checkpoint (DIR/checkpoint.pt)")
+    add_config_arguments(parser, SETTING_FLAGS)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mbdlfast.finetune.checkpoint import load_checkpoint
+    from mbdlfast.finetune.config import ModelConfig
+    from mbdlfast.finetune.finetuner import finetune_from_config
+
+    config = config_from_arguments(args, {**SETTING_FLAGS, "--out": FLAGS["--out"]})  # --out is added above
+    student = load_checkpoint(args.student)
+    config.model = ModelConfig(student.model_name, student.model_kwargs)
+    result = finetune_from_config(student.model, config, mode=args.mode, teacher=args.teacher,
+                                  mc_weight=args.mc_weight, ei_weight=args.ei_weight, rotation=args.rotation)
+    if result.checkpoint is None:
+        logging.getLogger("mbdlfast").info("mode none: nothing to train; %s is the result", args.student)
+    else:
+        logging.getLogger("mbdlfast").info("fine-tuned %s (%s): checkpoint %s, validation %s", student.model_name,
+                                           args.mode, result.checkpoint, result.validation)
+    return 0
+
+
+COMMAND = Command("finetune", "fine-tune a pruned network: supervised, school (distillation) or self-supervised",
+                  add_arguments, run, EXAMPLES)
