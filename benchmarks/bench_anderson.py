@@ -1,8 +1,8 @@
 """Solver-only microbenchmark: f-evaluations and per-step overhead of fixed-point solvers.
 
-Compares plain iteration, mbdlfast's Anderson, and a reimplementation of the Anderson solver of the
-public DEQ code (torchdeq is not a dependency): Gram G·Gᵀ without a conjugate, recomputed from the
-whole history each step, unscaled λ, bordered system, host-side convergence check every step.
+Compares plain iteration, mbdlfast's Anderson, and the Anderson solver of the public DEQ code
+(:func:`mbdlfast.deq.reference_anderson.reference_anderson`: real view, Gram G·Gᵀ recomputed from the
+whole history each step, unscaled λ, bordered system, host-side convergence check every step).
 The problem is a complex DEQ-like contraction (non-normal, spectral radius 0.95, mild nonlinearity).
 Overhead per step = (solver time − f-evaluations × time of one f) / f-evaluations.
 
@@ -16,6 +16,7 @@ import time
 import torch
 
 from mbdlfast.deq import anderson, fixed_point
+from mbdlfast.deq.reference_anderson import reference_anderson
 
 
 def complex_contraction(batch: int, n: int, device: str, radius: float = 0.95, seed: int = 1):
@@ -33,34 +34,6 @@ def complex_contraction(batch: int, n: int, device: str, radius: float = 0.95, s
         return z @ jac.T + shift + 0.03 * z / (1 + z.abs() ** 2)
 
     return f, torch.zeros(batch, n, dtype=torch.complex64, device=device)
-
-
-def public_style_anderson(f, x0, *, m=5, lam=1e-4, beta=1.0, tol=1e-3, max_iter=100):
-    """The public DEQ solver's algorithm (unconjugated, recomputed Gram; per-step host check)."""
-    batch, n = x0.shape
-    x_hist = torch.zeros(batch, m, n, dtype=x0.dtype, device=x0.device)
-    f_hist = torch.zeros_like(x_hist)
-    x_hist[:, 0], f_hist[:, 0] = x0, f(x0)
-    x_hist[:, 1], f_hist[:, 1] = f_hist[:, 0], f(f_hist[:, 0])
-    bordered = torch.zeros(batch, m + 1, m + 1, dtype=x0.dtype, device=x0.device)
-    bordered[:, 0, 1:] = bordered[:, 1:, 0] = 1
-    rhs = torch.zeros(batch, m + 1, 1, dtype=x0.dtype, device=x0.device)
-    rhs[:, 0] = 1
-    nstep = 2
-    for k in range(2, max_iter):
-        size = min(k, m)
-        g = f_hist[:, :size] - x_hist[:, :size]
-        bordered[:, 1:size + 1, 1:size + 1] = g @ g.transpose(1, 2) + lam * torch.eye(size, dtype=x0.dtype,
-                                                                                          device=x0.device)
-        alpha = torch.linalg.solve(bordered[:, :size + 1, :size + 1], rhs[:, :size + 1])[:, 1:size + 1, 0]
-        x_hist[:, k % m] = beta * (alpha[:, None] @ f_hist[:, :size])[:, 0] + \
-            (1 - beta) * (alpha[:, None] @ x_hist[:, :size])[:, 0]
-        f_hist[:, k % m] = f(x_hist[:, k % m])
-        nstep += 1
-        residual = (f_hist[:, k % m] - x_hist[:, k % m]).norm(dim=1) / (1e-5 + f_hist[:, k % m].norm(dim=1))
-        if residual.max().item() < tol:
-            break
-    return nstep
 
 
 def _timed(fn, device):
@@ -82,7 +55,7 @@ def run(batch: int = 4, n: int = 512, tol: float = 1e-5, max_iter: int = 400, de
     solvers = {
         "plain": lambda: fixed_point(f, x0, tol=tol, max_iter=max_iter, check_every=5)[1]["nstep"],
         "mbdlfast anderson": lambda: anderson(f, x0, tol=tol, max_iter=max_iter, check_every=5)[1]["nstep"],
-        "public-style anderson": lambda: public_style_anderson(f, x0, tol=tol, max_iter=max_iter),
+        "public-style anderson": lambda: reference_anderson(f, x0, tol=tol, max_iter=max_iter)[1]["nstep"],
     }
     rows = []
     for name, solve in solvers.items():

@@ -1,0 +1,435 @@
+"""End-to-end prune → fine-tune → optimized-inference table (the seed paper's Tables 1–3, done right).
+
+For each model (DEQ-EDSR, VarNet, E2E-VarNet, MoDL): start from the shipped weights
+(:func:`mbdlfast.pretrained.load_default`) or, for models without them (or with ``--from-scratch``),
+train ``--train-steps`` steps on the synthetic generator; prune with :func:`mbdlfast.prune.prune_structured` at each ratio; fine-tune each
+pruned network in each tuning mode (:func:`mbdlfast.finetune.finetune`, the dense network is the
+school teacher); then evaluate and time it in two pipelines side by side:
+
+* ``baseline``  — :data:`mbdlfast.inference.BASELINE`: naive operator, fp32 eager, the public Anderson;
+* ``optimized`` — :data:`mbdlfast.inference.OPTIMIZED`: fused operators, our Anderson, channels_last,
+  guarded low precision, CUDA graphs where legitimate, cudnn.benchmark.
+
+Pruned and dense DEQs are ALWAYS timed at the same solver tolerance (``--tol``), unlike the published
+code (dense 1e-4, pruned 4e-3). Quality: PSNR/SSIM of magnitude images on held-out synthetic slices
+and on the real 8-coil brain (ESPIRiT maps, retrospectively undersampled at each ``--accelerations``
+with 8% ACS). Timing: one slice of ``--time-coils`` coils at ``--time-size``² (15 × 320² by default).
+
+Writes ``benchmarks/results/e2e_<device>.json`` (rows: model, ratio, tuning, pipeline, tol, psnr,
+ssim, params, macs, iters, median_ms, speedups, ...) and three PNGs next to it.
+
+    python benchmarks/bench_e2e.py                       # the full table (a GPU machine)
+    python benchmarks/bench_e2e.py --quick               # a few minutes on a CPU
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO_ROOT, cpu_load_note, device_slug, environment, time_calls  # noqa: E402
+
+from mbdlfast.data.cfl import read_cfl  # noqa: E402
+from mbdlfast.finetune import DataConfig, TrainConfig, Trainer, build_model, finetune  # noqa: E402
+from mbdlfast.finetune.config import ModelConfig, OptimConfig  # noqa: E402
+from mbdlfast.finetune.data import TrainingBatch, TrainingSlices, collate_batch  # noqa: E402
+from mbdlfast.finetune.registry import model_spec  # noqa: E402
+from mbdlfast.inference import BASELINE, OPTIMIZED, optimize_for_inference  # noqa: E402
+from mbdlfast.metrics import psnr_batch, ssim_batch  # noqa: E402
+from mbdlfast.models import DEQ  # noqa: E402
+from mbdlfast.physics import espirit, masks  # noqa: E402
+from mbdlfast.physics.fft import ifft2c  # noqa: E402
+from mbdlfast.physics.sense import SenseOperator  # noqa: E402
+
+logger = logging.getLogger("bench_e2e")
+
+MODELS = ("deq", "varnet", "e2e_varnet", "modl")
+RATIOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+TUNINGS = ("none", "supervised", "school", "self_supervised")
+PIPELINES = {"baseline": BASELINE, "optimized": OPTIMIZED}
+BRAIN = REPO_ROOT.parent / "shared" / "data" / "mri" / "auto-espirit" / "brain_clean"
+
+# Models trained from scratch here: the sizes of the shipped weights (mbdlfast/weights/*.yaml);
+# --paper-size uses the registry's defaults (the paper's networks) instead.
+SMALL_KWARGS = {
+    "deq": {"prior_kwargs": {"n_resblocks": 6, "n_feats": 48}, "solver_kwargs": {"m": 5, "tol": 1e-3, "max_iter": 25}},
+    "varnet": {"num_cascades": 4, "chans": 8, "pools": 3, "output": "image"},
+    "e2e_varnet": {"num_cascades": 4, "chans": 8, "pools": 3, "sens_chans": 8, "sens_pools": 3, "output": "image"},
+    "modl": {"num_iter": 5, "cg_iter": 5, "prior_kwargs": {"depth": 5, "channels": 48}},
+}
+TINY_KWARGS = {
+    "deq": {"prior_kwargs": {"n_resblocks": 2, "n_feats": 16}, "solver_kwargs": {"m": 5, "tol": 1e-3, "max_iter": 25}},
+    "varnet": {"num_cascades": 2, "chans": 8, "pools": 2, "output": "image"},
+    "e2e_varnet": {"num_cascades": 2, "chans": 8, "pools": 2, "sens_chans": 8, "sens_pools": 2, "output": "image"},
+    "modl": {"num_iter": 3, "cg_iter": 3, "prior_kwargs": {"depth": 4, "channels": 16}},
+}
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def call_args(name: str, batch: TrainingBatch) -> tuple:
+    """The positional arguments of a ``name`` model's forward for ``batch``."""
+    if name == "varnet":
+        return (batch.kspace, batch.mask, None, batch.maps)
+    if name == "e2e_varnet":
+        return (batch.kspace, batch.mask)
+    return (batch.kspace, batch.maps, batch.mask)
+
+
+def synthetic_batch(size: int, coils: int, slices: int, acceleration: int, seed: int) -> TrainingBatch:
+    """Held-out synthetic slices (their own generator seed) undersampled at ``acceleration``."""
+    data = DataConfig(image_size=size, num_coils=coils, num_slices=max(slices, 2), acceleration=acceleration)
+    dataset = TrainingSlices(data, seed=seed)
+    return collate_batch([dataset[i] for i in range(slices)])
+
+
+def central_kspace(kspace: torch.Tensor, size: int | None) -> torch.Tensor:
+    """The central ``size`` x ``size`` (at most) of (C,H,W) k-space: the whole field of view at a lower resolution."""
+    height, width = kspace.shape[-2:]
+    new_h, new_w = min(size or height, height), min(size or width, width)
+    top, left = (height - new_h) // 2, (width - new_w) // 2
+    return kspace[..., top:top + new_h, left:left + new_w].contiguous()
+
+
+def brain_batch(path: Path, size: int | None, acceleration: int, center_fraction: float = 0.08) -> TrainingBatch:
+    """The fully sampled 8-coil brain (its k-space centre up to ``size``), ESPIRiT maps, an equispaced mask."""
+    kspace = torch.from_numpy(np.ascontiguousarray(read_cfl(path)[..., 0, 0].transpose(2, 0, 1)))
+    kspace = central_kspace(kspace, size)
+    maps = espirit(kspace, calib_width=24)
+    target = (maps.conj() * ifft2c(kspace)).sum(dim=0)
+    mask = masks.equispaced(kspace.shape[-1], acceleration, center_fraction, seed=0)
+    undersampled = kspace * mask
+    scale = SenseOperator(maps, mask).A_adjoint(undersampled.unsqueeze(0)).abs().max()
+    return collate_batch([{"kspace": undersampled / scale, "mask": mask, "maps": maps, "target": target / scale}])
+
+
+def zero_filled(batch: TrainingBatch) -> torch.Tensor:
+    return SenseOperator(batch.maps, batch.mask, mask_is_2d=False).A_adjoint(batch.kspace)
+
+
+# ---------------------------------------------------------------------------------------------- models
+
+
+def starting_model(name: str, args, train_data: DataConfig, device: torch.device) -> tuple[torch.nn.Module, dict, str]:
+    """(dense model, its constructor kwargs, where it came from)."""
+    if not args.from_scratch:
+        try:
+            from mbdlfast.pretrained import load_default
+
+            checkpoint = load_default(name)
+            return checkpoint.model.to(device).eval(), checkpoint.model_kwargs, "pretrained"
+        except (ImportError, FileNotFoundError, ValueError) as err:
+            logger.warning("%s: no shipped weights (%s); training from scratch for %d steps", name, err,
+                           args.train_steps)
+    kwargs = copy.deepcopy(TINY_KWARGS[name] if args.quick else ({} if args.paper_size else SMALL_KWARGS[name]))
+    steps = args.train_steps
+    config = TrainConfig(model=ModelConfig(name, kwargs), data=train_data,
+                         train=OptimConfig(batch_size=args.batch_size, steps=steps, lr=args.train_lr,
+                                           progress=args.progress, log_every=max(steps, 1)),
+                         seed=args.seed, out=str(args.work_dir / f"train_{name}"), device=str(device))
+    trainer = Trainer(config)
+    trainer.fit()
+    return trainer.model.eval(), trainer.model_kwargs, f"trained {steps} steps"
+
+
+def params_and_macs(name: str, model: torch.nn.Module, timing_args: tuple) -> tuple[int, int, str]:
+    """Parameter count and MACs: of one forward, or of one denoiser call (one f-evaluation) for the DEQ."""
+    from mbdlfast.prune import count_macs, count_params
+
+    if isinstance(model, DEQ):
+        kspace, maps, mask = timing_args
+        image = SenseOperator(maps, mask, mask_is_2d=False).A_adjoint(kspace)
+        return count_params(model), count_macs(model.denoiser, (image,)), "per f-evaluation"
+    return count_params(model), count_macs(model, timing_args), "per forward"
+
+
+# -------------------------------------------------------------------------------------------- measuring
+
+
+def variants(name: str, dense, model_kwargs: dict, args, train_data: DataConfig, guard_batch: TrainingBatch):
+    """(ratio, tuning, model, fine-tuning seconds) for the dense model and every pruned, fine-tuned one."""
+    from mbdlfast.prune import prune_structured
+
+    for ratio in args.ratios:
+        pruned = dense if ratio == 0 else prune_structured(dense, call_args(name, guard_batch), ratio)
+        for tuning in (("none",) if ratio == 0 else args.tunings):
+            began = time.perf_counter()
+            model = pruned if tuning == "none" else finetune(
+                pruned, model_name=name, mode=tuning, teacher=dense, data=train_data, steps=args.finetune_steps,
+                lr=args.finetune_lr, batch_size=args.batch_size, progress=args.progress, device=str(args.device),
+                seed=args.seed, model_kwargs=model_kwargs).model
+            yield ratio, tuning, model.eval(), time.perf_counter() - began
+
+
+def evaluate(name: str, wrapper, batch: TrainingBatch, chunk: int) -> tuple[dict, torch.Tensor]:
+    """Mean PSNR / SSIM of magnitude images (and the DEQ's mean f-evaluations) over ``batch``."""
+    outputs, steps = [], []
+    for start in range(0, len(batch), chunk):
+        part = TrainingBatch(*(t[start:start + chunk] for t in (batch.kspace, batch.mask, batch.maps, batch.target)))
+        outputs.append(wrapper(*call_args(name, part)).abs().float())
+        if wrapper.last_info is not None:
+            steps.append(wrapper.last_info["nstep"])
+    prediction = torch.cat(outputs)
+    gt = batch.target.abs().float().to(prediction.device)
+    metrics = {"psnr": float(psnr_batch(gt, prediction).mean()), "ssim": float(ssim_batch(gt, prediction).mean())}
+    if steps:
+        metrics["iters"] = float(np.mean(steps))
+    return metrics, prediction
+
+
+def run(args, on_family_done=None) -> tuple[dict, dict, TrainingBatch | None]:
+    """The whole table; ``on_family_done(result)`` is called with the rows so far after each model."""
+    device = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    train_data = DataConfig(image_size=args.train_size, num_coils=args.train_coils, num_slices=args.train_slices,
+                            acceleration=4, center_fraction=0.08)
+    tests = {f"synthetic_R{r}": synthetic_batch(args.train_size, args.train_coils, args.test_slices, r, seed=10_000 + r)
+             for r in args.accelerations}
+    if args.brain is not None:
+        for r in args.accelerations:
+            tests[f"brain_R{r}"] = brain_batch(args.brain, args.brain_size, r)
+    tests = {key: batch.to(device) for key, batch in tests.items()}
+    primary = f"synthetic_R{args.accelerations[0]}"
+    timing_batch = synthetic_batch(args.time_size, args.time_coils, 1, args.accelerations[0], seed=99).to(device)
+    guard_batch = TrainingBatch(*(t[:1] for t in (tests[primary].kspace, tests[primary].mask, tests[primary].maps,
+                                                  tests[primary].target)))
+
+    rows, recons = [], {}
+    for name in args.models:
+        dense, model_kwargs, origin = starting_model(name, args, train_data, device)
+        logger.info("%s: dense model %s", name, origin)
+        timing_args = call_args(name, timing_batch)
+        entries = []
+        for ratio, tuning, model, tune_seconds in variants(name, dense, model_kwargs, args, train_data, guard_batch):
+            params, macs, macs_per = params_and_macs(name, model, timing_args)
+            overrides = {"tol": args.tol, "max_iter": args.max_iter} if isinstance(model, DEQ) else {}
+            for pipeline in args.pipelines:
+                wrapper = optimize_for_inference(model, call_args(name, guard_batch), PIPELINES[pipeline],
+                                                 target=guard_batch.target, **overrides)
+                row = {"model": name, "ratio": ratio, "tuning": tuning, "pipeline": pipeline, "tol": wrapper.tol,
+                       "params": params, "macs": macs, "macs_per": macs_per, "precision": wrapper.precision,
+                       "applied": wrapper.applied, "skipped": wrapper.skipped, "tune_seconds": round(tune_seconds, 2),
+                       "start": origin, "metrics": {}}
+                for test_name, batch in tests.items():
+                    metrics, prediction = evaluate(name, wrapper, batch, args.eval_chunk)
+                    row["metrics"][test_name] = metrics
+                    if pipeline == args.pipelines[-1] and test_name == args.grid_test:
+                        recons[(name, ratio, tuning)] = prediction[0].cpu()
+                row["psnr"], row["ssim"] = row["metrics"][primary]["psnr"], row["metrics"][primary]["ssim"]
+                entries.append((row, wrapper))
+        # All variants of one family are timed together, round-robin, so load drift hits them alike.
+        timing = time_calls({i: (lambda w=w: w(*timing_args)) for i, (_, w) in enumerate(entries)}, device,
+                            warmup=args.warmup, repeats=args.repeats)
+        for i, (row, wrapper) in enumerate(entries):
+            wrapper(*timing_args)
+            row["iters"] = wrapper.last_info["nstep"] if wrapper.last_info is not None else None
+            row.update(timing[i])
+            rows.append(row)
+            logger.info("%s r=%.2f %-15s %-9s tol=%s psnr %.2f ssim %.4f params %d iters %s %.1f ms", name,
+                        row["ratio"], row["tuning"], row["pipeline"], row["tol"], row["psnr"], row["ssim"],
+                        row["params"], row["iters"], row["median_ms"])
+        add_speedups(rows)
+        result = {**environment(device), "load": cpu_load_note(), "config": config_record(args),
+                  "primary_test": primary, "rows": rows}
+        if on_family_done is not None:
+            on_family_done(result)
+    return result, recons, tests.get(args.grid_test)
+
+
+def add_speedups(rows: list[dict]) -> None:
+    """Speed-up of each row vs the dense model of the same family in each pipeline (same tol by construction)."""
+    dense = {(r["model"], r["pipeline"]): r for r in rows if r["ratio"] == 0}
+    for row in rows:
+        for pipeline in ("baseline", "optimized"):
+            ref = dense.get((row["model"], pipeline))
+            if ref is not None:
+                assert ref["tol"] == row["tol"], "dense and pruned must be timed at the same tolerance"
+            row[f"speedup_vs_dense_{pipeline}"] = ref["median_ms"] / row["median_ms"] if ref else None
+
+
+def config_record(args) -> dict:
+    record = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    record["device_slug"] = device_slug(torch.device(args.device))
+    return record
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def plot(result: dict, recons: dict, grid_batch: TrainingBatch | None, stem: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    written = []
+
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], models):
+        for tuning in dict.fromkeys(r["tuning"] for r in rows if r["model"] == name):
+            sel = sorted((r for r in rows if r["model"] == name and r["tuning"] in (tuning, "none")
+                          and r["pipeline"] == "optimized" and (r["tuning"] == tuning or r["ratio"] == 0)),
+                         key=lambda r: r["params"])
+            ax.plot([r["params"] for r in sel], [r["psnr"] for r in sel], "o-", label=tuning)
+        ax.set(title=name, xlabel="parameters", ylabel=f"PSNR (dB), {result['primary_test']}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    written.append(_save(fig, stem.with_name(stem.name + "_psnr_vs_params.png")))
+
+    fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], models):
+        for pipeline in dict.fromkeys(r["pipeline"] for r in rows):
+            tunings = [r["tuning"] for r in rows if r["model"] == name and r["ratio"] > 0]
+            tuning = "school" if "school" in tunings else (tunings[0] if tunings else "none")
+            sel = sorted((r for r in rows if r["model"] == name and r["pipeline"] == pipeline
+                          and (r["ratio"] == 0 or r["tuning"] == tuning)), key=lambda r: r["ratio"])
+            ax.plot([r["ratio"] for r in sel], [r["speedup_vs_dense_baseline"] for r in sel], "o-",
+                    label=f"{pipeline} ({tuning})")
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set(title=f"{name} (equal tol)", xlabel="pruning ratio", ylabel="speed-up vs dense baseline")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    written.append(_save(fig, stem.with_name(stem.name + "_speedup_vs_ratio.png")))
+
+    if grid_batch is not None and recons:
+        gt = grid_batch.target[0].abs().cpu()
+        zf = zero_filled(TrainingBatch(grid_batch.kspace[:1], grid_batch.mask[:1], grid_batch.maps[:1],
+                                       grid_batch.target[:1]))[0].abs().cpu()
+        fig, axes = plt.subplots(len(models), 4, figsize=(10, 2.6 * len(models)), squeeze=False)
+        for ax_row, name in zip(axes, models):
+            keys = sorted(k for k in recons if k[0] == name)
+            largest = max(keys, key=lambda k: (k[1], k[2] == "school"))
+            panels = [("ground truth", gt), ("zero-filled", zf), ("dense", recons[(name, 0.0, "none")]),
+                      (f"pruned {largest[1]:.0%} + {largest[2]}", recons[largest])]
+            for ax, (title, image) in zip(ax_row, panels):
+                ax.imshow(image.numpy(), cmap="gray", vmin=0, vmax=float(gt.max()))
+                psnr = "" if title == "ground truth" else \
+                    f" {float(psnr_batch(gt[None].float(), image[None].float())):.1f} dB"
+                ax.set_title(f"{name}: {title}{psnr}", fontsize=7)
+                ax.axis("off")
+        fig.tight_layout()
+        written.append(_save(fig, stem.with_name(stem.name + "_recon_grid.png")))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=None)
+    parser.add_argument("--ratios", nargs="+", type=float, default=None)
+    parser.add_argument("--tunings", nargs="+", choices=TUNINGS, default=None)
+    parser.add_argument("--pipelines", nargs="+", choices=tuple(PIPELINES), default=list(PIPELINES))
+    parser.add_argument("--tol", type=float, default=None, help="DEQ solver tolerance, the same for every ratio")
+    parser.add_argument("--max-iter", type=int, default=100)
+    parser.add_argument("--train-steps", type=int, default=None,
+                        help="training steps of the models without shipped weights (or all, with --from-scratch)")
+    parser.add_argument("--from-scratch", action="store_true", help="train every model, ignoring shipped weights")
+    parser.add_argument("--finetune-steps", type=int, default=None)
+    parser.add_argument("--train-lr", type=float, default=1e-3)
+    parser.add_argument("--finetune-lr", type=float, default=3e-4)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--train-size", type=int, default=None, help="synthetic training/test image size")
+    parser.add_argument("--train-coils", type=int, default=8)
+    parser.add_argument("--train-slices", type=int, default=64)
+    parser.add_argument("--test-slices", type=int, default=None)
+    parser.add_argument("--time-size", type=int, default=None, help="timing image size (square)")
+    parser.add_argument("--time-coils", type=int, default=None)
+    parser.add_argument("--accelerations", nargs="+", type=int, default=[4, 8])
+    parser.add_argument("--brain", type=Path, default=BRAIN, help="BART cfl base path of the real brain")
+    parser.add_argument("--no-brain", action="store_true")
+    parser.add_argument("--brain-size", type=int, default=None,
+                        help="keep the central N x N of the brain's k-space (a lower resolution); default: all")
+    parser.add_argument("--paper-size", action="store_true", help="train the paper-size networks")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--eval-chunk", type=int, default=4)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a few minutes on a CPU: small everything")
+    parser.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/e2e_<device>.json)")
+    parser.add_argument("--work-dir", type=Path, default=Path("runs/bench_e2e"))
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--progress", action="store_true")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = dict(models=list(MODELS), ratios=[0.0, 0.5] if quick else list(RATIOS),
+                    tunings=["school"] if quick else list(TUNINGS), finetune_steps=5 if quick else 200,
+                    train_size=32 if quick else 64, test_slices=2 if quick else 16, time_size=64 if quick else 320,
+                    time_coils=4 if quick else 15, repeats=3 if quick else 20, tol=1e-3 if quick else 1e-4,
+                    brain_size=64 if quick else None)
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.train_steps is None:
+        args.train_steps = 10 if quick else 2000
+    if quick:
+        args.accelerations = args.accelerations[:1]
+    if args.no_brain:
+        args.brain = None
+    if any(not 0 <= r < 1 for r in args.ratios):
+        parser.error(f"--ratios: expected values in [0, 1), got {args.ratios}")
+    if 0.0 not in args.ratios:
+        args.ratios = [0.0, *args.ratios]  # the dense reference every speed-up is measured against
+    args.grid_test = f"brain_R{args.accelerations[0]}" if args.brain is not None else f"synthetic_R{args.accelerations[0]}"
+    return args
+
+
+def main(argv=None) -> dict:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    out = args.out or REPO_ROOT / "benchmarks" / "results" / f"e2e_{device_slug(torch.device(args.device))}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(result: dict) -> None:  # after every model family, so a cut-short run leaves its rows
+        out.write_text(json.dumps(result, indent=1, default=_json_default))
+
+    result, recons, grid_batch = run(args, on_family_done=write)
+    print(f"wrote {out}")
+    if not args.no_plots:
+        for path in plot(result, recons, grid_batch, out.with_suffix("")):
+            print(f"wrote {path}")
+    print_table(result["rows"])
+    return result
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"{'model':11s} {'ratio':>5s} {'tuning':15s} {'pipeline':9s} {'tol':>7s} {'PSNR':>6s} {'SSIM':>6s} "
+          f"{'params':>9s} {'iters':>5s} {'ms':>9s} {'x base':>6s} {'x opt':>6s}")
+    for r in rows:
+        tol = f"{r['tol']:.0e}" if r["tol"] is not None else "-"
+        iters = str(r["iters"]) if r["iters"] is not None else "-"
+        print(f"{r['model']:11s} {r['ratio']:5.2f} {r['tuning']:15s} {r['pipeline']:9s} {tol:>7s} {r['psnr']:6.2f} "
+              f"{r['ssim']:6.4f} {r['params']:9d} {iters:>5s} {r['median_ms']:9.1f} "
+              f"{r['speedup_vs_dense_baseline'] or float('nan'):6.2f} {r['speedup_vs_dense_optimized'] or float('nan'):6.2f}")
+
+
+if __name__ == "__main__":
+    main()

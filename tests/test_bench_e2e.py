@@ -1,0 +1,61 @@
+"""Smoke test of benchmarks/bench_e2e.py's --quick path at toy sizes: the JSON schema, equal tolerances."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+ROW_KEYS = {"model", "ratio", "tuning", "pipeline", "tol", "psnr", "ssim", "params", "macs", "iters", "median_ms",
+            "p20_ms", "p80_ms", "speedup_vs_dense_baseline", "speedup_vs_dense_optimized", "metrics", "applied"}
+
+
+@pytest.fixture(scope="module")
+def bench_e2e():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import bench_e2e
+
+        yield bench_e2e
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_quick_run_writes_the_table(bench_e2e, tmp_path, shared_data):
+    out = tmp_path / "e2e_cpu.json"
+    brain = shared_data / "mri" / "auto-espirit" / "brain_clean"
+    bench_e2e.main(["--quick", "--models", "deq", "varnet", "--ratios", "0", "0.5", "--tunings", "school",
+                    "--from-scratch", "--train-steps", "2", "--finetune-steps", "1", "--train-size", "16", "--train-coils", "2",
+                    "--train-slices", "4", "--test-slices", "1", "--time-size", "24", "--time-coils", "2",
+                    "--brain", str(brain), "--brain-size", "24", "--repeats", "1", "--warmup", "0",
+                    "--max-iter", "8", "--device", "cpu", "--out", str(out), "--work-dir", str(tmp_path / "runs")])
+    result = json.loads(out.read_text())
+    assert {"device", "torch", "git_sha", "config", "rows"} <= set(result)
+    rows = result["rows"]
+    assert len(rows) == 2 * 2 * 2  # models x (dense + pruned/school) x pipelines
+    for row in rows:
+        assert ROW_KEYS <= set(row), ROW_KEYS - set(row)
+        assert row["median_ms"] > 0 and row["params"] > 0 and row["macs"] > 0
+        assert set(row["metrics"]) == {"synthetic_R4", "brain_R4"}
+    for model in ("deq", "varnet"):
+        family = [r for r in rows if r["model"] == model]
+        assert {r["pipeline"] for r in family} == {"baseline", "optimized"}
+        assert len({r["tol"] for r in family}) == 1  # dense and pruned at the same tolerance
+        dense = [r for r in family if r["ratio"] == 0]
+        pruned = [r for r in family if r["ratio"] == 0.5]
+        assert {r["tuning"] for r in dense} == {"none"} and {r["tuning"] for r in pruned} == {"school"}
+        assert all(p["params"] < dense[0]["params"] for p in pruned)
+        for r in dense:
+            assert r[f"speedup_vs_dense_{r['pipeline']}"] == pytest.approx(1.0)
+    deq = [r for r in rows if r["model"] == "deq"]
+    assert all(r["tol"] == 1e-3 and isinstance(r["iters"], int) and r["iters"] >= 1 for r in deq)
+    assert all(r["tol"] is None and r["iters"] is None for r in rows if r["model"] == "varnet")
+    for suffix in ("psnr_vs_params", "speedup_vs_ratio", "recon_grid"):
+        assert (tmp_path / f"e2e_cpu_{suffix}.png").stat().st_size > 0
+
+
+def test_rejects_a_bad_ratio(bench_e2e):
+    with pytest.raises(SystemExit):
+        bench_e2e.parse_args(["--ratios", "0.5", "1.0"])
