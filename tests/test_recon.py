@@ -1,0 +1,346 @@
+"""``mbdlfast recon`` (library and CLI): fastMRI-layout outputs, the training-style pipeline, cfl/npy
+inputs, bad input (exit 2, one line, nothing written), torchrun sharding; and ``mbdlfast bench``."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from mbdlfast.cli import main as cli_main
+from mbdlfast.data.cfl import write_cfl
+from mbdlfast.data.synthetic import write_fastmri_h5, write_synthetic_fastmri_folder
+from mbdlfast.data.volumes import load_volumes
+from mbdlfast.finetune import ModelConfig, build_model, load_checkpoint, load_config, save_checkpoint
+from mbdlfast.finetune.config import DataConfig
+from mbdlfast.finetune.data import TrainingSlices
+from mbdlfast.physics import masks
+from mbdlfast.physics.sense import SenseOperator
+from mbdlfast.reconstruct import ReconSettings, Reconstructor, centre_lines
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY_DEQ = {"prior_kwargs": {"n_resblocks": 1, "n_feats": 8}, "solver_kwargs": {"max_iter": 4}}
+HEIGHT, WIDTH, COILS = 24, 20, 2
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A folder of 3 synthetic fastMRI volumes (2 slices each) and a tiny random DEQ checkpoint."""
+    root = tmp_path_factory.mktemp("recon")
+    write_synthetic_fastmri_folder(root / "data", 3, 2, HEIGHT, WIDTH, COILS, seed=3)
+    torch.manual_seed(0)
+    model, _ = build_model("deq", TINY_DEQ)
+    save_checkpoint(root / "deq.pt", model, ModelConfig("deq", TINY_DEQ))
+    return root
+
+
+def recon(setup, out, *extra, data=None) -> int:
+    data = data if data is not None else setup / "data"
+    return cli_main(["recon", "--model", str(setup / "deq.pt"), "--data", str(data), "--out", str(out),
+                     "--no-progress", *extra])
+
+
+def read_output(path: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    with h5py.File(path) as hf:
+        return hf["reconstruction"][()], hf["mask"][()], dict(hf.attrs)
+
+
+def test_recon_writes_fastmri_h5_and_png_per_volume(setup, tmp_path):
+    assert recon(setup, tmp_path / "out", "--acceleration", "2", "--center-fraction", "0.2") == 0
+    names = sorted(p.stem for p in (setup / "data").iterdir())
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"{n}.h5" for n in names] + [f"{n}.png" for n in names])  # no temporaries left
+    image, mask, attrs = read_output(tmp_path / "out" / f"{names[0]}.h5")
+    assert image.dtype == np.float32 and image.shape == (2, HEIGHT, WIDTH) and (image >= 0).all() and image.max() > 0
+    assert mask.tolist() == masks.equispaced(WIDTH, 2, 0.2, seed=0).tolist()
+    assert attrs["acceleration"] == 2 and attrs["center_fraction"] == 0.2 and attrs["model"] == "deq"
+    assert attrs["sampling"] == "retrospective" and attrs["checkpoint"] == str((setup / "deq.pt").resolve())
+    assert attrs["max"] == pytest.approx(image.max()) and attrs["norm"] == pytest.approx(np.linalg.norm(image))
+    assert attrs["mbdlfast_version"] and attrs["patient_id"].startswith("synthetic")
+    png = (tmp_path / "out" / f"{names[0]}.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 1000
+
+
+def test_recon_follows_the_training_pipeline(setup):
+    """Reference built from the training data code: its ESPIRiT maps, the training mask function, the
+    max|Aᴴy| scale; the model called directly."""
+    data = DataConfig(source=str(setup / "data"), image_size=None)
+    slices = TrainingSlices(data, seed=0)
+    checkpoint = load_checkpoint(setup / "deq.pt")
+    reconstructor = Reconstructor(checkpoint, setup / "deq.pt", ReconSettings(batch_size=2))
+    volume = load_volumes(setup / "data")[0]
+    image, sampling = reconstructor.reconstruct(volume)
+    mask = masks.equispaced(WIDTH, data.acceleration, data.center_fraction, seed=0)
+    assert torch.equal(sampling.mask, mask)
+    for index in range(volume.num_slices):
+        maps = slices[index]["maps"]
+        kspace = slices.source[index]["kspace"] * mask
+        scale = SenseOperator(maps, mask).A_adjoint(kspace[None]).abs().max()
+        with torch.no_grad():
+            expected = (checkpoint.model(kspace[None] / scale, maps[None], mask[None]).abs() * scale)[0]
+        torch.testing.assert_close(torch.from_numpy(image[index]), expected, rtol=1e-4, atol=1e-5 * float(scale))
+
+
+def test_defaults_come_from_the_checkpoints_training_settings(setup, tmp_path):
+    config = load_config(overrides={"model.name": "deq", "model.kwargs": TINY_DEQ, "data.acceleration": 2,
+                                    "data.center_fraction": 0.16, "data.mask": "random"})
+    save_checkpoint(tmp_path / "trained.pt", load_checkpoint(setup / "deq.pt").model, config)
+    volume = setup / "data" / "synthetic_brain_002.h5"
+    assert cli_main(["recon", "--model", str(tmp_path / "trained.pt"), "--data", str(volume),
+                     "--out", str(tmp_path / "out"), "--no-progress", "--seed", "7"]) == 0
+    _, mask, attrs = read_output(tmp_path / "out" / "synthetic_brain_002.h5")
+    assert attrs["acceleration"] == 2 and attrs["center_fraction"] == 0.16
+    assert mask.tolist() == masks.random(WIDTH, 2, 0.16, seed=7).tolist()
+
+
+def test_output_follows_the_data_scale(setup, tmp_path):
+    """Normalisation is undone: 10x the k-space gives 10x the image (ESPIRiT maps are scale-free)."""
+    with h5py.File(setup / "data" / "synthetic_brain_000.h5") as hf:
+        kspace = hf["kspace"][()]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    np.save(tmp_path / "a" / "v.npy", kspace)
+    np.save(tmp_path / "b" / "v.npy", kspace * 10)
+    assert recon(setup, tmp_path / "out_a", data=tmp_path / "a") == 0
+    assert recon(setup, tmp_path / "out_b", data=tmp_path / "b") == 0
+    small, _, _ = read_output(tmp_path / "out_a" / "v.h5")
+    large, _, _ = read_output(tmp_path / "out_b" / "v.h5")
+    np.testing.assert_allclose(large, 10 * small, rtol=1e-4, atol=1e-5 * large.max())
+
+
+def test_npy_and_cfl_inputs_match_the_h5_input(setup, tmp_path):
+    source = setup / "data" / "synthetic_brain_001.h5"
+    with h5py.File(source) as hf:
+        kspace = hf["kspace"][()]
+    np.save(tmp_path / "vol.npy", kspace)
+    write_cfl(tmp_path / "one", np.moveaxis(kspace[1], 0, -1))  # BART [H W C] of slice 1
+    for data in (source, tmp_path / "vol.npy", tmp_path / "one.cfl"):
+        assert recon(setup, tmp_path / "out", data=data) == 0
+    reference, _, _ = read_output(tmp_path / "out" / "synthetic_brain_001.h5")
+    from_npy, _, _ = read_output(tmp_path / "out" / "vol.h5")
+    from_cfl, _, attrs = read_output(tmp_path / "out" / "one.h5")
+    np.testing.assert_array_equal(from_npy, reference)
+    np.testing.assert_allclose(from_cfl[0], reference[1], rtol=1e-5, atol=1e-6 * reference.max())
+    assert "patient_id" not in attrs and (tmp_path / "out" / "one.png").is_file()
+
+
+def test_undersampled_data_keep_their_own_sampling(setup, tmp_path):
+    width = 32
+    mask = np.zeros(width, dtype=bool)
+    mask[8:24] = True  # 16 ACS lines around column 16
+    mask[::5] = True
+    kspace = setup_kspace(tmp_path, width) * mask
+    (tmp_path / "data").mkdir()
+    write_fastmri_h5(tmp_path / "data" / "under.h5", kspace)
+    assert recon(setup, tmp_path / "out", data=tmp_path / "data") == 0
+    image, used, attrs = read_output(tmp_path / "out" / "under.h5")
+    assert used.tolist() == mask.tolist() and attrs["sampling"] == "acquired"
+    assert attrs["acceleration"] == pytest.approx(width / mask.sum()) and attrs["num_low_frequencies"] == 16
+    assert image.shape == (1, HEIGHT, width) and np.isfinite(image).all() and image.max() > 0
+
+
+@pytest.mark.parametrize("acs, message", [(4, "need at least 6"), (8, "ESPIRiT found no coil sensitivities")])
+def test_too_small_acquired_calibration_is_bad_input(setup, tmp_path, capsys, acs, message):
+    mask = np.zeros(32, dtype=bool)
+    mask[16 - acs // 2:16 + acs // 2] = True
+    mask[::3] = True
+    mask[[15 - acs // 2, 16 + acs // 2]] = False  # the ACS band is exactly ``acs`` lines
+    np.save(tmp_path / "under.npy", np.asarray(setup_kspace(tmp_path, 32)) * mask)
+    assert recon(setup, tmp_path / "out", data=tmp_path / "under.npy") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def setup_kspace(tmp_path, width):
+    path = write_synthetic_fastmri_folder(tmp_path / "full", 1, 1, HEIGHT, width, COILS, seed=5)[0]
+    with h5py.File(path) as hf:
+        return hf["kspace"][()]
+
+
+def test_structurally_pruned_checkpoint(setup, tmp_path):
+    structured = pytest.importorskip("mbdlfast.prune.structured", reason="structured pruning not available yet")
+    kwargs = {"prior_kwargs": {"n_resblocks": 1, "n_feats": 16}, "solver_kwargs": {"max_iter": 4}}
+    dense, _ = build_model("deq", kwargs)
+    example = (torch.zeros(1, COILS, HEIGHT, WIDTH, dtype=torch.complex64),
+               torch.ones(1, COILS, HEIGHT, WIDTH, dtype=torch.complex64), torch.ones(1, WIDTH, dtype=torch.bool))
+    pruned = structured.prune_structured(dense, example, 0.5)
+    assert structured.count_params(pruned) < structured.count_params(dense)
+    structured.save_pruned(pruned, tmp_path / "pruned.pt", "deq", kwargs)
+    volume = setup / "data" / "synthetic_brain_000.h5"
+    assert cli_main(["recon", "--model", str(tmp_path / "pruned.pt"), "--data", str(volume),
+                     "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    image, _, attrs = read_output(tmp_path / "out" / "synthetic_brain_000.h5")
+    assert image.shape == (2, HEIGHT, WIDTH) and np.isfinite(image).all() and attrs["model"] == "deq"
+
+
+def test_centre_lines():
+    assert centre_lines(torch.tensor([1, 0, 1, 1, 1, 0, 1], dtype=torch.bool)) == 3
+    assert centre_lines(torch.tensor([1, 1, 0, 1], dtype=torch.bool)) == 0
+
+
+# ------------------------------------------------------------------------------------------ bad input
+
+
+def _foreign_checkpoint(setup, path, **changes):
+    payload = torch.load(setup / "deq.pt", weights_only=True)
+    for key, value in changes.items():
+        if key == "model_name":
+            payload["model"]["name"] = value
+        elif key == "n_feats":
+            payload["model"]["kwargs"]["prior_kwargs"]["n_feats"] = value
+        else:
+            payload[key] = value
+    torch.save(payload, path)
+    return path
+
+
+def _no_kspace(tmp_path):
+    with h5py.File(tmp_path / "in" / "nokspace.h5", "w") as hf:
+        hf.create_dataset("reconstruction_rss", data=np.ones((1, 4, 4), np.float32))
+    return ["--data", str(tmp_path / "in" / "nokspace.h5")]
+
+
+BAD_INPUT = {
+    "missing data": (lambda s, t: ["--data", str(t / "in" / "absent")], "does not exist"),
+    "h5 without kspace": (lambda s, t: _no_kspace(t), "no 'kspace'"),
+    "not a checkpoint": (lambda s, t: ["--model", str(t / "in" / "data.npy")], "not a readable checkpoint"),
+    "missing checkpoint": (lambda s, t: ["--model", str(t / "in" / "none.pt")], "does not exist"),
+    "state dict only": (lambda s, t: ["--model", str(torch.save({"w": torch.ones(2)}, t / "in" / "sd.pt")
+                                                  or t / "in" / "sd.pt")], "not an mbdlfast checkpoint"),
+    "another model": (lambda s, t: ["--model", str(_foreign_checkpoint(s, t / "in" / "m.pt", model_name="unet3d"))],
+                      "unet3d"),
+    "another version": (lambda s, t: ["--model", str(_foreign_checkpoint(s, t / "in" / "v.pt", format_version=99))],
+                        "format version 99"),
+    "weights of another size": (lambda s, t: ["--model", str(_foreign_checkpoint(s, t / "in" / "w.pt", n_feats=16))],
+                                "do not fit"),
+    "acceleration 0": (lambda s, t: ["--acceleration", "0"], "acceleration"),
+    "acceleration above width": (lambda s, t: ["--acceleration", str(WIDTH + 1)], "leaves no sampled lines"),
+    "acceleration not a number": (lambda s, t: ["--acceleration", "four"], "acceleration"),
+    "centre fraction 1": (lambda s, t: ["--center-fraction", "1"], "center_fraction"),
+    "unwritable output": (lambda s, t: ["--out", str(t / "in" / "data.npy" / "sub")], "out: cannot write"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(setup, tmp_path, capsys, case):
+    make, message = BAD_INPUT[case]
+    (tmp_path / "in").mkdir()
+    with h5py.File(setup / "data" / "synthetic_brain_000.h5") as hf:
+        np.save(tmp_path / "in" / "data.npy", hf["kspace"][()])
+    args = {"--model": str(setup / "deq.pt"), "--data": str(tmp_path / "in" / "data.npy"),
+            "--out": str(tmp_path / "out")}
+    extra = make(setup, tmp_path)
+    for flag, value in zip(extra[::2], extra[1::2]):
+        args[flag] = value
+    argv = ["recon", "--no-progress", *[item for pair in args.items() for item in pair]]
+    capsys.readouterr()
+    try:
+        status = cli_main(argv)
+    except SystemExit as exit_:  # argparse's own errors (a flag of the wrong type)
+        status = exit_.code
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.startswith("mbdlfast recon: error:") and err.count("\n") == 1 and message in err, err
+    out = tmp_path / "out"
+    assert not out.exists() or list(out.iterdir()) == []  # nothing (half-)written
+    assert sorted(p.name for p in (tmp_path / "in").iterdir() if p.name.startswith(".")) == []
+
+
+def test_output_folder_may_not_replace_the_input(setup, tmp_path, capsys):
+    write_synthetic_fastmri_folder(tmp_path, 1, 1, HEIGHT, WIDTH, COILS)
+    before = sorted(tmp_path.iterdir())
+    assert recon(setup, tmp_path, data=tmp_path) == 2
+    assert "would replace it" in capsys.readouterr().err and sorted(tmp_path.iterdir()) == before
+
+
+def test_failure_while_writing_leaves_nothing_behind(setup, tmp_path, monkeypatch):
+    import mbdlfast.reconstruct as reconstruct_module
+
+    def broken_png(path, image, title):
+        Path(path).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(reconstruct_module, "_write_png", broken_png)
+    assert recon(setup, tmp_path / "out", data=setup / "data" / "synthetic_brain_000.h5") == 2
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+# -------------------------------------------------------------------------------------------- torchrun
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(command: list[str]) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_torchrun_two_ranks_write_the_same_outputs_as_one_process(setup, tmp_path):
+    """Bitwise equal: every process computes with one thread, as the ranks do (OMP_NUM_THREADS=1)."""
+    args = ["recon", "--model", str(setup / "deq.pt"), "--data", str(setup / "data"), "--no-progress", "--out"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert cli_main([*args, str(tmp_path / "single")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+          "-m", "mbdlfast", *args, str(tmp_path / "ddp")])
+    single = sorted(p.name for p in (tmp_path / "single").iterdir())
+    assert len(single) == 6 and sorted(p.name for p in (tmp_path / "ddp").iterdir()) == single
+    for name in single:
+        if name.endswith(".h5"):
+            image, mask, attrs = read_output(tmp_path / "single" / name)
+            other_image, other_mask, other_attrs = read_output(tmp_path / "ddp" / name)
+            np.testing.assert_array_equal(other_image, image)
+            np.testing.assert_array_equal(other_mask, mask)
+            assert other_attrs == attrs
+
+
+# ----------------------------------------------------------------------------------------------- bench
+
+
+def test_bench_help_lists_the_benchmarks_of_the_checkout(capsys):
+    with pytest.raises(SystemExit) as caught:
+        cli_main(["bench", "--help"])
+    assert caught.value.code == 0
+    listed = capsys.readouterr().out
+    for script in (REPO_ROOT / "benchmarks").glob("bench_*.py"):
+        assert f"  {script.stem[len('bench_'):]} " in listed
+
+
+def test_bench_unknown_name_lists_what_exists(capsys):
+    assert cli_main(["bench", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no benchmark 'nope'" in err and "sense" in err
+
+
+def test_bench_passes_its_arguments_and_exit_status_through(tmp_path, monkeypatch, capfd):
+    from mbdlfast.commands import bench
+
+    (tmp_path / "common.py").write_text("")
+    (tmp_path / "bench_echo.py").write_text('"""Echo."""\nimport sys\nprint(sys.argv[1:])\nsys.exit(3)\n')
+    monkeypatch.setattr(bench, "BENCHMARKS_DIR", tmp_path)
+    assert cli_main(["bench", "echo", "--quick", "--shapes", "4x8x8"]) == 3
+    assert capfd.readouterr().out.strip() == "['--quick', '--shapes', '4x8x8']"
+
+
+def test_bench_outside_a_source_checkout(tmp_path, monkeypatch, capsys):
+    from mbdlfast.commands import bench
+
+    monkeypatch.setattr(bench, "BENCHMARKS_DIR", tmp_path / "benchmarks")
+    assert cli_main(["bench", "sense"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "source checkout" in err
