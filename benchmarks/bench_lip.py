@@ -1,0 +1,231 @@
+"""Lottery image priors: PSNR against sparsity of the DIP hourglass, and what sparse priors really cost.
+
+Per (image, task) pair:
+* ``imp``: iterative magnitude pruning (20 % of the remaining conv weights per round, rewound to the
+  initialization), round r at sparsity 1 - 0.8^r; ``dense`` is its round 0.
+* ``random``, ``snip``, ``synflow``: pruned at initialization (:func:`mbdlfast.prune.at_init.prune_at_init`)
+  from the same initialization to the sparsity of every ``compare_every``-th IMP round (and the last),
+  then fitted like the ticket.
+* ``deep_decoder``: Heckel and Hand's deep decoder (1x1 convolutions, about 0.1 M parameters next to
+  the 2.2 M hourglass); its "sparsity" is 1 - its parameters / the hourglass's conv weights.
+* ``structured``: a narrower hourglass (all levels at the same width) whose conv weights number about
+  as many as the ticket's survivors at the highest sparsity: channel pruning to the same budget.
+
+Timing (ms per fitting iteration: forward, backward, Adam step) of the dense hourglass, the masked
+hourglass at the highest sparsity and the narrow one: masked dense kernels cost what dense ones do;
+only the structured (narrower) network is faster.
+
+    python benchmarks/bench_lip.py --quick                 # reduced CPU configuration (minutes)
+    python benchmarks/bench_lip.py                         # F16, full size, 3000 iterations per round (GPU)
+    python benchmarks/bench_lip.py --set5 --set14 --inpainting
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import cpu_load_note, device_slug, environment, time_calls  # noqa: E402
+
+from mbdlfast.dip import IMAGE_SETS, fit_dip, make_problem  # noqa: E402
+from mbdlfast.models import DeepDecoder, SkipHourglass, noise_code  # noqa: E402
+from mbdlfast.prune.at_init import prune_at_init  # noqa: E402
+from mbdlfast.prune.lottery import iterative_magnitude_pruning  # noqa: E402
+from mbdlfast.prune.masking import prunable_weights  # noqa: E402
+
+AT_INIT_METHODS = ("random", "snip", "synflow")
+# ema: DIP's moving average of the outputs; too slow to warm up in a 100-iteration fit, so quick uses the last output.
+# compare_every: the at-init baselines are fitted at every compare_every-th IMP round (and the last one).
+FULL = {"size": None, "iters": 3000, "rounds": 8, "channels": 128, "lr": 0.01, "ema": 0.99, "compare_every": 1}
+QUICK = {"size": 64, "iters": 100, "rounds": 7, "channels": 32, "lr": 0.01, "ema": None, "compare_every": 2}
+
+
+def conv_weight_count(net: torch.nn.Module) -> int:
+    return sum(layer.weight.numel() for layer in prunable_weights(net).values())
+
+
+def hourglass(channels: int, out_channels: int, seed: int) -> SkipHourglass:
+    torch.manual_seed(seed)
+    return SkipHourglass(out_channels=out_channels, channels=channels)
+
+
+def narrow_width(budget: int, out_channels: int) -> int:
+    """The hourglass width whose conv weights come closest to ``budget``."""
+    return min(range(4, 129), key=lambda c: abs(conv_weight_count(SkipHourglass(out_channels=out_channels,
+                                                                                channels=c)) - budget))
+
+
+def fit_row(method, problem, net, settings, sparsity, device, code=None) -> dict:
+    fit = fit_dip(net, problem.task, problem.measurement, iters=settings["iters"], lr=settings["lr"],
+                  ema=settings["ema"], reference=problem.truth, code=code, seed=settings["seed"],
+                  progress=settings["progress"])
+    return {"method": method, "image": problem.image_name, "task": problem.task.name, "sparsity": sparsity,
+            "psnr": fit.psnr, "ssim": fit.ssim, "final_loss": fit.final_loss}
+
+
+def run_pair(task: str, image: str, settings: dict, device: torch.device) -> tuple[list[dict], dict]:
+    problem = make_problem(task, image, size=settings["size"], seed=settings["seed"]).to(device)
+    height, width = problem.truth.shape[-2:]
+    out_channels = problem.task.channels
+    net = hourglass(settings["channels"], out_channels, settings["seed"]).to(device)
+    init_state = {k: v.clone() for k, v in net.state_dict().items()}
+    code = noise_code(net, height, width, seed=settings["seed"])
+    dense_weights = conv_weight_count(net)
+    result = iterative_magnitude_pruning(net, problem.task, problem.measurement, rounds=settings["rounds"],
+                                         iters=settings["iters"], lr=settings["lr"], ema=settings["ema"],
+                                         patience=None, code=code,
+                                         reference=problem.truth, seed=settings["seed"], progress=settings["progress"])
+    rows = []
+    for record in result.records:
+        rows.append({"method": "dense" if record["round"] == 0 else "imp", "image": problem.image_name,
+                     "task": problem.task.name, "sparsity": record["sparsity"], "psnr": record["psnr"],
+                     "ssim": record["ssim"], "final_loss": record["loss"]})
+        print(f"{rows[-1]['method']:<13}{problem.image_name:<16}{task:<8}{record['sparsity']:>9.3f}"
+              f"{record['psnr']:>9.2f}{record['ssim']:>8.3f}", flush=True)
+
+    def loss_fn(model, batch):
+        return problem.task.loss(model(batch[0]), batch[1])
+
+    # SynFlow's all-ones input must have the code's shape: the 5-level hourglass needs >= 64 pixels
+    method_options = {"random": {"seed": settings["seed"]}, "snip": {}, "synflow": {"input_shape": tuple(code.shape)}}
+    last = result.records[-1]["round"]
+    compared = [r for r in result.records[1:] if r["round"] % settings["compare_every"] == 0 or r["round"] == last]
+    for method in AT_INIT_METHODS:
+        for record in compared:
+            pruned = hourglass(settings["channels"], out_channels, settings["seed"]).to(device)
+            pruned.load_state_dict(init_state)
+            prune_at_init(pruned, method, 1.0 - record["sparsity"], loss_fn=loss_fn,
+                          batches=[(code, problem.measurement)], **method_options[method])
+            rows.append(fit_row(method, problem, pruned, settings, record["sparsity"], device, code))
+            print(f"{method:<13}{problem.image_name:<16}{task:<8}{record['sparsity']:>9.3f}"
+                  f"{rows[-1]['psnr']:>9.2f}{rows[-1]['ssim']:>8.3f}", flush=True)
+
+    torch.manual_seed(settings["seed"])
+    decoder = DeepDecoder(out_channels, channels=settings["channels"]).to(device)
+    decoder_sparsity = 1.0 - conv_weight_count(decoder) / dense_weights
+    rows.append(fit_row("deep_decoder", problem, decoder, settings, decoder_sparsity, device))
+
+    highest = result.records[-1]["sparsity"]
+    width_narrow = narrow_width(round((1 - highest) * dense_weights), out_channels)
+    narrow = hourglass(width_narrow, out_channels, settings["seed"]).to(device)
+    narrow_sparsity = 1.0 - conv_weight_count(narrow) / dense_weights
+    rows.append({**fit_row("structured", problem, narrow, settings, narrow_sparsity, device, code),
+                 "channels": width_narrow})
+    for row in rows[-2:]:
+        print(f"{row['method']:<13}{problem.image_name:<16}{task:<8}{row['sparsity']:>9.3f}"
+              f"{row['psnr']:>9.2f}{row['ssim']:>8.3f}", flush=True)
+
+    timing = time_iterations(problem, {"dense": hourglass(settings["channels"], out_channels, 0),
+                                       f"masked_{100 * highest:.0f}pct": net,
+                                       f"structured_{width_narrow}ch": narrow}, code, device, settings)
+    return rows, {"image": problem.image_name, "task": problem.task.name, "masked_sparsity": highest,
+                  "structured_channels": width_narrow, "structured_sparsity": narrow_sparsity, "ms_per_iter": timing}
+
+
+def time_iterations(problem, nets: dict, code, device, settings) -> dict:
+    """Median ms of one fitting iteration (forward, loss, backward, Adam step) per network."""
+    calls = {}
+    for name, net in nets.items():
+        net = net.to(device).train()
+        optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=settings["lr"])
+
+        def step(net=net, optimizer=optimizer):
+            loss = problem.task.loss(net(code), problem.measurement)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        calls[name] = step
+    timings = time_calls(calls, device, warmup=2, repeats=settings["timing_repeats"])
+    for name, timing in timings.items():
+        print(f"# {name:<22} {timing['median_ms']:9.2f} ms per iteration", flush=True)
+    return timings
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = sorted({(r["image"], r["task"]) for r in results["rows"]})
+    figure, axes = plt.subplots(1, len(pairs), figsize=(5.5 * len(pairs), 4), squeeze=False)
+    for axis, (image, task) in zip(axes[0], pairs):
+        rows = [r for r in results["rows"] if r["image"] == image and r["task"] == task]
+        for method, style in (("imp", "o-"), ("random", "s--"), ("snip", "^--"), ("synflow", "v--")):
+            points = sorted((r["sparsity"], r["psnr"]) for r in rows if r["method"] == method)
+            if points:
+                axis.plot([100 * s for s, _ in points], [p for _, p in points], style, label=method)
+        for method, marker in (("dense", "*"), ("deep_decoder", "D"), ("structured", "P")):
+            for r in rows:
+                if r["method"] == method:
+                    axis.plot([100 * r["sparsity"]], [r["psnr"]], marker, markersize=10, label=method)
+        axis.set_xlabel("sparsity (% of the hourglass conv weights)")
+        axis.set_ylabel("PSNR (dB)")
+        axis.set_title(f"{task}: {image}", fontsize=9)
+        axis.legend(fontsize=7)
+    figure.suptitle(f"LIP on {results['device']} ({results['settings']['iters']} iterations per fit)", fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"reduced CPU configuration {QUICK} (a narrower hourglass on a 64x64 crop)")
+    parser.add_argument("--task", default="denoise", help="task for the --images / set images (default denoise)")
+    parser.add_argument("--images", default="F16", help="comma-separated image names (default F16)")
+    parser.add_argument("--set5", action="store_true", help="add Set5")
+    parser.add_argument("--set14", action="store_true", help="add Set14")
+    parser.add_argument("--inpainting", action="store_true", help="add kate, library, vase with their masks")
+    for key in ("size", "iters", "rounds", "channels"):
+        parser.add_argument(f"--{key}", type=int, default=None, help=f"override (full {FULL[key]}, quick {QUICK[key]})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timing-repeats", type=int, default=None)
+    parser.add_argument("--progress", action="store_true", help="tqdm bars per fit")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args(argv)
+
+    settings = dict(QUICK if args.quick else FULL)
+    overrides = ("size", "iters", "rounds", "channels")
+    settings.update({k: getattr(args, k) for k in overrides if getattr(args, k) is not None})
+    settings.update(seed=args.seed, progress=args.progress, quick=args.quick,
+                    timing_repeats=args.timing_repeats or (5 if args.quick else 20),
+                    prune_fraction=0.2, rewind="init", input_noise_std=1 / 30, sigma=25 / 255)
+    pairs = [(args.task, name) for name in args.images.split(",") if name]
+    pairs += [(args.task, name) for flag in ("set5", "set14") if getattr(args, flag) for name in IMAGE_SETS[flag]]
+    pairs += [("inpaint", name) for name in IMAGE_SETS["inpainting"] if args.inpainting]
+
+    device = torch.device(args.device)
+    header = environment(device)
+    print(f"# {header['device']} | torch {header['torch']} | git {header['git_sha'][:10]} | settings {settings}")
+    if device.type != "cuda":
+        print(f"# {cpu_load_note()}")
+    print(f"{'method':<13}{'image':<16}{'task':<8}{'sparsity':>9}{'psnr':>9}{'ssim':>8}")
+    started = time.perf_counter()
+    rows, timings = [], []
+    for task, image in pairs:
+        pair_rows, pair_timing = run_pair(task, image, settings, device)
+        rows += pair_rows
+        timings.append(pair_timing)
+    results = {**header, "settings": settings, "wall_s": time.perf_counter() - started, "timing": timings,
+               "notes": ("sparsity of deep_decoder and structured = 1 - their conv weights / the dense hourglass's; "
+                         "masked networks run dense kernels (same ms per iteration as dense)"),
+               "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"lip_{device_slug(device)}"
+    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1))
+    plot(results, args.out / f"{stem}.png")
+    print(f"# wrote {args.out / (stem + '.json')} and .png in {results['wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

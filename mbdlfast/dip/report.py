@@ -1,0 +1,60 @@
+"""Files of an IMP run: the JSON record, the PSNR-against-sparsity curve and the images per round."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from mbdlfast.dip.problems import Problem
+from mbdlfast.dip.tasks import CompressedSensingMRI, SuperResolution
+
+__all__ = ["save_lip_report"]
+
+
+def _displayable(image: torch.Tensor) -> torch.Tensor:
+    """(H, W) or (H, W, 3) numpy array for imshow from one image in a task's image layout."""
+    if image.is_complex():
+        return image.abs().clamp(0, 1).cpu().numpy()
+    image = image.clamp(0, 1).cpu()
+    return (image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)).numpy()
+
+
+def save_lip_report(out: Path, settings: dict, result, problem: Problem) -> list[Path]:
+    """Write ``lip.json``, ``lip_psnr.png`` and ``lip_images.png`` (first image of the batch) to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    json_path, curve_path, images_path = out / "lip.json", out / "lip_psnr.png", out / "lip_images.png"
+    payload = {"settings": settings, "stopped_early": result.stopped_early, "rounds": result.records,
+               "sparsity": [r["sparsity"] for r in result.records[1:]], "psnr": [r["psnr"] for r in result.records[1:]]}
+    json_path.write_text(json.dumps(payload, indent=2))
+
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    axis.plot([100 * r["sparsity"] for r in result.records], [r["psnr"] for r in result.records], "o-", label="IMP")
+    axis.axhline(result.records[0]["psnr"], color="gray", linestyle="--", label="dense")
+    axis.set_xlabel("sparsity of the conv weights (%)")
+    axis.set_ylabel("PSNR (dB)")
+    axis.set_title(f"LIP, {settings['task']} on {problem.image_name}")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(curve_path, dpi=120)
+    plt.close(figure)
+
+    panels = [("truth", problem.truth[0])]
+    if not isinstance(problem.task, (CompressedSensingMRI, SuperResolution)):
+        panels.append(("measurement", problem.measurement[0]))
+    panels += [(f"round {r['round']}: {100 * r['sparsity']:.0f}%, {r['psnr']:.2f} dB", image[0])
+               for r, image in zip(result.records, result.reconstructions)]
+    figure, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
+    for axis, (title, image) in zip(list(axes), panels):
+        axis.imshow(_displayable(image), cmap="gray", vmin=0, vmax=1)
+        axis.set_title(title, fontsize=8)
+        axis.axis("off")
+    figure.tight_layout()
+    figure.savefig(images_path, dpi=100)
+    plt.close(figure)
+    return [json_path, curve_path, images_path]

@@ -1,0 +1,187 @@
+"""Lottery image priors: IMP schedule, persistent masks, rewinding, the stopping rule, ticket transfer, the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import mbdlfast.prune.lottery as lottery
+from mbdlfast.cli import main
+from mbdlfast.dip import Denoising, DIPFit, Inpainting, fit_dip
+from mbdlfast.models import SkipHourglass
+from mbdlfast.prune.lottery import iterative_magnitude_pruning, rewind, transfer_ticket
+from mbdlfast.prune.masking import apply_masks, current_masks, global_magnitude_masks, prunable_weights, sparsity
+
+
+def _tiny_net(out_channels: int = 3, seed: int = 0) -> SkipHourglass:
+    torch.manual_seed(seed)
+    return SkipHourglass(input_depth=8, out_channels=out_channels, levels=2, channels=12, skip_channels=4)
+
+
+def _effective_weights(net) -> dict[str, torch.Tensor]:
+    return {name: layer.weight.detach().clone() for name, layer in prunable_weights(net).items()}
+
+
+def _problem(seed: int = 0):
+    truth = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    task = Denoising()
+    return task, task.measure(truth, seed=seed), truth
+
+
+def test_imp_prunes_twenty_percent_of_the_remaining_weights_per_round():
+    net = _tiny_net()
+    total = sum(m.numel() for m in current_masks(net).values())
+    task, y, truth = _problem()
+    result = iterative_magnitude_pruning(net, task, y, rounds=3, iters=3, reference=truth, patience=None)
+    sparsities = [r["sparsity"] for r in result.records]
+    for got, expected in zip(sparsities, [0.0, 0.2, 0.36, 0.488]):
+        assert abs(got - expected) <= 1.0 / total + 1e-9
+    assert [r["round"] for r in result.records] == [0, 1, 2, 3]
+    assert all(r["psnr"] is not None and r["loss"] > 0 for r in result.records)
+    # nested masks: every round prunes a subset of the previous round's survivors
+    for earlier, later in zip(result.rounds[1:], result.rounds[2:]):
+        assert all(bool((later.masks[n] <= earlier.masks[n]).all()) for n in earlier.masks)
+    assert sparsity(net) == pytest.approx(sparsities[-1])
+    assert not result.stopped_early
+
+
+def test_pruned_weights_stay_exactly_zero_through_fitting():
+    net = _tiny_net()
+    task, y, truth = _problem()
+    result = iterative_magnitude_pruning(net, task, y, rounds=2, iters=2, patience=None)
+    masks = result.ticket()
+    fit_dip(net, task, y, iters=5, lr=0.05)  # more Adam steps on the masked network
+    weights = _effective_weights(net)
+    dead = sum(int((masks[n] == 0).sum()) for n in masks)
+    assert dead > 0
+    for name, mask in masks.items():
+        assert torch.equal(weights[name][mask == 0], torch.zeros(int((mask == 0).sum())))
+    assert torch.equal(current_masks(net)["layers.head"], masks["layers.head"])
+    assert any(k.endswith("parametrizations.weight.0.mask") for k in net.state_dict())  # persistent buffers
+
+
+def test_rewind_restores_the_initial_weights_on_alive_entries():
+    net = _tiny_net()
+    init = {k: v.clone() for k, v in net.state_dict().items()}
+    task, y, _ = _problem()
+    fit_dip(net, task, y, iters=3, lr=0.05)
+    trained = _effective_weights(net)
+    masks = global_magnitude_masks(net, 0.2)
+    rewind(net, init, masks)
+    weights = _effective_weights(net)
+    changed = 0
+    for name, mask in masks.items():
+        alive = mask == 1
+        assert torch.equal(weights[name][alive], init[f"{name}.weight"][alive])
+        assert torch.equal(weights[name][~alive], torch.zeros(int((~alive).sum())))
+        changed += int((trained[name] != init[f"{name}.weight"]).sum())
+    assert changed > 0  # training did move the weights, so the rewind did something
+    bn = "layers.body.down.0.1"
+    assert torch.equal(net.state_dict()[f"{bn}.running_mean"], init[f"{bn}.running_mean"])
+
+
+def test_late_rewinding_uses_the_weights_of_iteration_k():
+    task, y, truth = _problem()
+    reference_net = _tiny_net()
+    snapshot = fit_dip(reference_net, task, y, iters=4, snapshot_iter=2, code=None, reference=truth).snapshot
+    init = _tiny_net().state_dict()
+    result = iterative_magnitude_pruning(_tiny_net(), task, y, rounds=1, iters=4, rewind_iter=2, reference=truth,
+                                         patience=None)
+    assert all(torch.equal(result.rewind_state[k], snapshot[k]) for k in snapshot)
+    assert not torch.equal(result.rewind_state["layers.head.weight"], init["layers.head.weight"])
+    at_init = iterative_magnitude_pruning(_tiny_net(), task, y, rounds=1, iters=2, patience=None)
+    assert all(torch.equal(at_init.rewind_state[k], init[k]) for k in init)
+
+
+def test_stopping_rule(monkeypatch):
+    assert lottery._stop([1.0, 2.0, 3.0], 2)
+    assert not lottery._stop([1.0, 2.0, 1.5, 2.0], 2)
+    assert not lottery._stop([1.0, 2.0, 3.0], None)
+    assert lottery._stop([3.0, 1.0, 2.0], 1)
+    losses = iter([1.0, 0.9, 1.1, 1.0, 1.2, 1.3, 1.4, 1.5])
+
+    def fake_fit(net, task, measurement, **options):
+        out = torch.zeros(1, 3, 8, 8)
+        return DIPFit(out, out, {"loss": []}, next(losses))
+
+    monkeypatch.setattr(lottery, "fit_dip", fake_fit)
+    task, y, _ = _problem()
+    result = iterative_magnitude_pruning(_tiny_net(), task, y, rounds=7, iters=1, patience=2)
+    # losses 1.0, 0.9, 1.1 (rise), 1.0, 1.2 (rise), 1.3 (rise) -> stop after round 5
+    assert result.stopped_early and [r["round"] for r in result.records] == [0, 1, 2, 3, 4, 5]
+
+
+def test_ticket_transfers_to_another_image_and_task():
+    task, y, _ = _problem()
+    source = _tiny_net()
+    init = {k: v.clone() for k, v in source.state_dict().items()}
+    ticket = iterative_magnitude_pruning(source, task, y, rounds=2, iters=2, patience=None).ticket()
+    target = _tiny_net(seed=7)
+    transfer_ticket(ticket, target, init_state=init)
+    assert all(torch.equal(current_masks(target)[n], ticket[n]) for n in ticket)
+    weights = _effective_weights(target)
+    assert torch.equal(weights["layers.head"], init["layers.head.weight"] * ticket["layers.head"])
+    other_truth = torch.rand(1, 3, 8, 8)
+    inpaint = Inpainting((torch.rand(8, 8) < 0.5).float())
+    fit_dip(target, inpaint, inpaint.measure(other_truth), iters=2, lr=0.05)
+    weights = _effective_weights(target)
+    assert all(torch.equal(weights[n][ticket[n] == 0], torch.zeros(int((ticket[n] == 0).sum()))) for n in ticket)
+    kept = _tiny_net(seed=3)
+    before = _effective_weights(kept)
+    transfer_ticket(ticket, kept)  # no init_state: keep the net's own weights under the ticket
+    assert torch.equal(_effective_weights(kept)["layers.head"], before["layers.head"] * ticket["layers.head"])
+    with pytest.raises(ValueError, match="shape"):
+        transfer_ticket(ticket, _tiny_net(out_channels=2))
+
+
+def test_synflow_sees_the_hourglass_before_its_sigmoid():
+    """The output sigmoid sits outside ``layers``: SynFlow's huge all-ones activations would saturate it,
+    zero every score and leave the masks to tie-breaking (whole early layers pruned)."""
+    from mbdlfast.prune.at_init import score_weights
+
+    net = _tiny_net()
+    scores = score_weights(net, "synflow", 0.5, input_shape=(1, 8, 8, 8), iterations=5)
+    for name, score in scores.items():
+        if ".skip." not in name:  # SynFlow may drop the thin skip branches, never a main-path layer
+            assert float(score.abs().max()) > 0, name
+
+
+def test_imp_rejects_bad_input():
+    task, y, _ = _problem()
+    with pytest.raises(ValueError, match="rounds"):
+        iterative_magnitude_pruning(_tiny_net(), task, y, rounds=0, iters=1)
+    with pytest.raises(ValueError, match="rewind_iter"):
+        iterative_magnitude_pruning(_tiny_net(), task, y, rounds=1, iters=1, rewind_iter=2)
+    with pytest.raises(ValueError, match="prune_fraction"):
+        iterative_magnitude_pruning(_tiny_net(), task, y, rounds=1, iters=1, prune_fraction=1.0)
+    masked = _tiny_net()
+    apply_masks(masked, global_magnitude_masks(masked, 0.5))
+    with pytest.raises(ValueError, match="dense"):
+        iterative_magnitude_pruning(masked, task, y, rounds=1, iters=1)
+
+
+def test_cli_lip_end_to_end(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("MBDLFAST_SHARED_DATA", str(shared_data))
+    out = tmp_path / "lip"
+    status = main(["lip", "--image", "F16", "--task", "denoise", "--rounds", "2", "--iters", "2", "--size", "64",
+                   "--out", str(out), "--no-progress", "--device", "cpu"])
+    assert status == 0
+    payload = json.loads((out / "lip.json").read_text())
+    assert payload["sparsity"] == pytest.approx([0.2, 0.36], abs=1e-5)
+    assert len(payload["psnr"]) == 2 and all(p > 0 for p in payload["psnr"])
+    assert payload["settings"]["task"] == "denoise"
+    assert (out / "lip_psnr.png").stat().st_size > 0 and (out / "lip_images.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--image", "no_such_picture"], "image"),
+    (["--task", "deblur"], "--task"),
+    (["--rounds", "0"], "--rounds"),
+    (["--size", "48"], "--size"),
+])
+def test_cli_lip_bad_input(shared_data, tmp_path, monkeypatch, capsys, arguments, message):
+    monkeypatch.setenv("MBDLFAST_SHARED_DATA", str(shared_data))
+    status = main(["lip", "--iters", "1", "--size", "64", "--out", str(tmp_path), "--no-progress", *arguments])
+    assert status == 2
+    assert message in capsys.readouterr().err
