@@ -10,6 +10,10 @@ _EXPORTS = {
     # structured pruning of trained networks (torch-pruning's dependency graph)
     "prune_structured": "structured", "save_pruned": "structured", "load_pruned": "structured",
     "count_params": "structured", "count_macs": "structured",
+    # pruning at initialization (PUN and the SNIP / GraSP / SynFlow baselines)
+    "prune_at_init": "at_init", "score_weights": "at_init",
+    # lottery tickets by iterative magnitude pruning
+    "iterative_magnitude_pruning": "lottery", "transfer_ticket": "lottery", "rewind": "lottery",
     # persistent weight masks shared by unstructured methods
     "apply_masks": "masking", "remove_masks": "masking", "current_masks": "masking", "prunable_weights": "masking",
     "sparsity": "masking", "global_magnitude_masks": "masking", "masks_from_scores": "masking",
