@@ -152,6 +152,14 @@ def _coerce(key: str, value, hint):
         if isinstance(value, (str, Path)):
             return str(value)
         raise ValueError(f"{key}: expected a string, got {value!r}")
+    if typing.get_origin(inner) is tuple:  # tuple[T, ...]: a YAML list or "a,b,c"
+        items = value.split(",") if isinstance(value, str) else value
+        items = items if isinstance(items, (list, tuple)) else [items]
+        if not items:
+            raise ValueError(f"{key}: expected a non-empty list, got {value!r}")
+        element = typing.get_args(inner)[0]
+        return tuple(_coerce(f"{key}[{i}]", item.strip() if isinstance(item, str) else item, element)
+                     for i, item in enumerate(items))
     if inner is dict:
         if isinstance(value, Mapping):
             return dict(value)
@@ -227,7 +235,13 @@ def parse_override(text: str) -> tuple[str, str]:
 def load_config(path=None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> TrainConfig:
     """Defaults, then the YAML file at ``path`` (if any), then ``overrides`` (``key=value`` strings
     or a mapping of dotted keys), validated."""
-    config = TrainConfig()
+    return validate(load_settings(TrainConfig, path, overrides))
+
+
+def load_settings(settings_class, path=None, overrides: Sequence[str] | Mapping[str, Any] = ()):
+    """``settings_class()`` (any settings dataclass), then the YAML file at ``path`` (if any), then
+    ``overrides``; values are converted to the declared types. Range checks are the caller's."""
+    config = settings_class()
     if path is not None:
         path = Path(path)
         try:
@@ -243,7 +257,7 @@ def load_config(path=None, overrides: Sequence[str] | Mapping[str, Any] = ()) ->
     items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
     for key, value in items:
         apply_override(config, key, value)
-    return validate(config)
+    return config
 
 
 # --------------------------------------------------------------------------------------------------
