@@ -185,3 +185,22 @@ def test_cli_lip_bad_input(shared_data, tmp_path, monkeypatch, capsys, arguments
     status = main(["lip", "--iters", "1", "--size", "64", "--out", str(tmp_path), "--no-progress", *arguments])
     assert status == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_lip_config_file_and_overrides_reach_the_settings(tmp_path, monkeypatch, capsys):
+    import mbdlfast.commands.lip as lip_command
+
+    seen = []
+    monkeypatch.setattr(lip_command, "run_lip", lambda settings: seen.append(settings) or 0)
+    config = tmp_path / "lip.yaml"
+    config.write_text("image: [F16, snail]\ntask: inpaint\nrounds: 3\nsize: 128\nema: 0.9\n")
+    assert main(["lip", "--config", str(config), "--rounds", "4", "--no-progress", "iters=7", "size=none"]) == 0
+    settings = seen[-1]
+    assert (settings.image, settings.task, settings.ema, settings.lr) == (("F16", "snail"), "inpaint", 0.9, 0.01)
+    assert (settings.rounds, settings.iters, settings.size, settings.progress) == (4, 7, None, False)
+    assert main(["lip", "--config", str(config), "image=kate,vase"]) == 0 and seen[-1].image == ("kate", "vase")
+    for extra, message in ((["bogus=1"], "unknown setting 'bogus'"), (["rounds=many"], "rounds: expected")):
+        capsys.readouterr()
+        assert main(["lip", "--config", str(config), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mbdlfast lip: error:") and err.count("\n") == 1 and message in err, err

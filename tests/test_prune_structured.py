@@ -243,3 +243,24 @@ def test_cli_prune_end_to_end(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["prune", "--help"])
     assert "examples:" in capsys.readouterr().out
+
+
+def test_cli_prune_config_file_and_overrides_reach_the_settings(tmp_path, monkeypatch, capsys):
+    import mbdlfast.commands.prune as prune_command
+
+    seen = []
+    monkeypatch.setattr(prune_command, "prune_checkpoint", lambda settings: seen.append(settings) or 0)
+    config = tmp_path / "prune.yaml"
+    config.write_text("model: dense.pt\nratio: 0.5\nimportance: l2\nround_to: 4\nout: pruned.pt\n")
+    assert cli_main(["prune", "--config", str(config), "--global", "--round-to", "2", "ratio=0.25", "steps=3"]) == 0
+    settings = seen[-1]
+    assert (settings.model, settings.out, settings.importance, settings.image_size) == (
+        "dense.pt", "pruned.pt", "l2", 64)  # the file over the defaults
+    assert (settings.ratio, settings.round_to, settings.global_pruning, settings.steps) == (0.25, 2, True, 3)
+    for extra, message in ((["bogus=1"], "unknown setting 'bogus'"), (["steps=1.5"], "steps: expected an integer")):
+        capsys.readouterr()
+        assert cli_main(["prune", "--config", str(config), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mbdlfast prune: error:") and err.count("\n") == 1 and message in err, err
+    assert cli_main(["prune", "--model", "dense.pt", "--out", "p.pt"]) == 2
+    assert "ratio: required" in capsys.readouterr().err

@@ -130,3 +130,36 @@ def test_config_refuses_a_shift_equal_to_the_training_setting():
         tiny_config(shift_acceleration=4).check()
     with pytest.raises(ValueError, match="image_size"):
         tiny_config(image_size=4).check()
+
+
+def test_cli_config_file_and_overrides_reach_the_settings(tmp_path, monkeypatch, capsys):
+    import mbdlfast.pun as pun_module
+
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def fake_run_pun(config, out):
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr(pun_module, "run_pun", fake_run_pun)
+    config = tmp_path / "pun.yaml"
+    config.write_text("methods: [snip, random]\ndensity: 0.3\nimage_size: 16\nshift_snr_db: 10\n"
+                      "model_kwargs: {num_iter: 2, cg_iter: 3}\n")
+    with pytest.raises(Stop):
+        cli_main(["pun", "--config", str(config), "--channels", "8", "--density", "0.2", "--brain", "",
+                  "--out", str(tmp_path / "out"), "seed=4", "methods=pun,grasp"])
+    settings = seen[-1]
+    assert isinstance(settings, PunConfig) and settings.out == str(tmp_path / "out")
+    assert (settings.methods, settings.density, settings.image_size, settings.shift_snr_db, settings.seed) == (
+        ("pun", "grasp"), 0.2, 16, 10.0, 4)
+    assert settings.model_kwargs == {"num_iter": 2, "cg_iter": 3, "prior_kwargs": {"channels": 8}}
+    assert settings.brain is None and settings.progress is True and settings.steps == 200
+    for extra, message in ((["bogus=1"], "unknown setting 'bogus'"), (["density=lots"], "density: expected"),
+                           ([], "out: required")):
+        capsys.readouterr()
+        assert cli_main(["pun", "--config", str(config), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mbdlfast pun: error:") and err.count("\n") == 1 and message in err, err

@@ -344,3 +344,33 @@ def test_bench_outside_a_source_checkout(tmp_path, monkeypatch, capsys):
     assert cli_main(["bench", "sense"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "source checkout" in err
+
+
+def test_config_file_flags_and_overrides_reach_the_settings(tmp_path, monkeypatch, capsys):
+    import mbdlfast.reconstruct as reconstruct_module
+
+    seen = {}
+
+    def fake_reconstruct_files(checkpoint, data, out, settings, context):
+        seen.update(paths=(checkpoint, data, out), settings=settings)
+        return []
+
+    monkeypatch.setattr(reconstruct_module, "reconstruct_files", fake_reconstruct_files)
+    config = tmp_path / "recon.yaml"
+    config.write_text("model: a.pt\ndata: b.h5\nout: c\nacceleration: 8\nseed: 5\nbatch_size: 3\ndevice: cpu\n")
+    argv = ["recon", "--config", str(config), "--seed", "6", "--no-progress", "batch_size=2", "center_fraction=0.04"]
+    assert cli_main(argv) == 0
+    settings = seen["settings"]
+    assert isinstance(settings, ReconSettings) and seen["paths"] == ("a.pt", "b.h5", "c")
+    assert (settings.acceleration, settings.center_fraction, settings.seed, settings.batch_size, settings.progress,
+            settings.device) == (8, 0.04, 6, 2, False, "cpu")  # defaults < file < flags < key=value
+    assert cli_main([*argv, "seed=7", "--model", "d.pt"]) == 0
+    assert seen["settings"].seed == 7 and seen["paths"][0] == "d.pt"
+    no_model = tmp_path / "no_model.yaml"
+    no_model.write_text("data: b.h5\nout: c\n")
+    for extra, message in ((["bogus=1"], "unknown setting 'bogus'"), (["batch_size=two"], "batch_size: expected"),
+                           (["batch_size=0"], "batch_size"), (["--config", str(no_model)], "model: required")):
+        capsys.readouterr()
+        assert cli_main(["recon", "--config", str(config), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mbdlfast recon: error:") and err.count("\n") == 1 and message in err, err

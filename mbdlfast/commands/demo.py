@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from mbdlfast.commands import Command
+from mbdlfast.commands import Command, add_settings_arguments, settings_from_arguments
 
 EXAMPLES = """\
 examples:
@@ -32,30 +32,21 @@ FLAGS = {
     "--data": ("data", "fastMRI h5 file or folder, BART cfl or npy k-space instead of synthetic slices"),
     "--device": ("device", "auto, cpu, cuda or cuda:N (default auto: the GPU when there is one)"),
     "--seed": ("seed", "seed of the retrospective mask for --data (default 0)"),
+    "--quick": ("quick", "one ratio, a few steps, small images: under 2 minutes on a 2-core CPU",
+                {"action": "store_true"}),
+    "--progress": ("progress", "tqdm progress bars (default on)", {"action": argparse.BooleanOptionalAction}),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", dest="quick", action="store_true", default=None,
-                        help="one ratio, a few steps, small images: under 2 minutes on a 2-core CPU")
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of demo settings")
-    for flag, (setting, help_text) in FLAGS.items():
-        parser.add_argument(flag, dest=setting, metavar=setting.upper(), help=help_text)
+    add_settings_arguments(parser, FLAGS, "demo")
     parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    parser.add_argument("--progress", dest="progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="tqdm progress bars (default on)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="any demo setting, e.g. tol=1e-4")
 
 
 def run(args: argparse.Namespace) -> int:
     from mbdlfast.demo import DemoSettings, format_table, run_demo
-    from mbdlfast.finetune.config import load_settings, parse_override
 
-    given = {setting: getattr(args, setting) for setting, _ in FLAGS.values()}
-    given.update(quick=args.quick, progress=args.progress)
-    overrides = {key: value for key, value in given.items() if value is not None}
-    overrides.update(parse_override(text) for text in args.overrides)
-    settings = load_settings(DemoSettings, args.config, overrides)
+    settings = settings_from_arguments(args, FLAGS, DemoSettings)
     result = run_demo(settings, args.out)
     print(format_table(result))
     print("wrote " + ", ".join(str(path) for path in result.files))

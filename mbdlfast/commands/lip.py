@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+from dataclasses import dataclass
 
-from mbdlfast.commands import Command
+from mbdlfast.commands import Command, add_settings_arguments, settings_from_arguments
 
 KNOWN_NAMES = ("F16, snail, kate, library, vase (inpainting masks: kate, library, vase), barbara, zebra, "
                "set5/{baby,bird,butterfly,head,woman}, set14/{baboon,barbara,bridge,coastguard,comic,face,flowers,"
@@ -17,37 +19,62 @@ examples:
   mbdlfast lip --image kate --task inpaint --rounds 5 --iters 2000 --rewind-iter 100 --out runs/lip_kate
   mbdlfast lip --image set5/baby set5/bird --task sr4 --size 256 --rounds 4 --iters 2000 --out runs/lip_multi
   mbdlfast lip --image my_photo.png --task mri --size 128 --rounds 3 --iters 1000 --out runs/lip_mri
+  mbdlfast lip --config lip.yaml iters=500 image=F16,snail
 
 images (in ../shared/data/images, or $MBDLFAST_SHARED_DATA/images; any file path works too):
   {KNOWN_NAMES}
 Several images fit one shared network jointly (each with its own input code; use --size so they agree).
 Writes DIR/lip.json (settings and per-round sparsity, loss, PSNR, SSIM), DIR/lip_psnr.png (PSNR against
 sparsity) and DIR/lip_images.png (truth, measurement, reconstruction per round).
+
+settings: every flag sets one setting; --config (YAML) and key=value overrides use the same names:
+image (a list, or names separated by commas), task, rounds, iters, size, lr, prune_fraction, rewind_iter,
+patience, ema, seed, device, progress, out. Precedence: defaults < --config file < flags < key=value.
 """
 
 
+@dataclass
+class LipSettings:
+    """One lottery-image-prior run: the DIP problem (``image``, ``task``, ``size``, ``seed``) and the
+    iterative magnitude pruning schedule (see :func:`mbdlfast.prune.lottery.iterative_magnitude_pruning`)."""
+
+    image: tuple[str, ...] = ("F16",)
+    task: str = "denoise"
+    rounds: int = 5
+    iters: int = 3000
+    size: int | None = None
+    lr: float = 0.01
+    prune_fraction: float = 0.2
+    rewind_iter: int = 0
+    patience: int = 2
+    ema: float = 0.99
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    out: str = "runs/lip"
+
+
+FLAGS = {
+    "--image": ("image", "test image name(s) or path(s) (default F16)", {"nargs": "+", "metavar": "NAME"}),
+    "--task": ("task", "denoise, inpaint, sr4, sr8 or mri (default denoise)"),
+    "--rounds": ("rounds", "pruning rounds after the dense fit (default 5)"),
+    "--iters": ("iters", "Adam iterations per round (default 3000)"),
+    "--size": ("size", "centre-crop to a square and resize to SIZE (a multiple of 32, >= 64; default: crop only)"),
+    "--lr": ("lr", "Adam learning rate (default 0.01)"),
+    "--prune-fraction": ("prune_fraction", "fraction of the remaining weights pruned per round (default 0.2)"),
+    "--rewind-iter": ("rewind_iter", "rewind to the weights after this iteration of the dense fit "
+                      "(default 0: the init)"),
+    "--patience": ("patience", "stop when the loss rose in this many consecutive rounds (default 2; 0: never)"),
+    "--ema": ("ema", "moving-average weight of the outputs (default 0.99; 0: the last output)"),
+    "--seed": ("seed", "seed of the init, the code and the noise (default 0)"),
+    "--device": ("device", "auto, cpu, cuda or cuda:N (default auto)"),
+    "--progress": ("progress", "tqdm progress bars (default on)", {"action": argparse.BooleanOptionalAction}),
+    "--out": ("out", "output folder (default runs/lip)"),
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", nargs="+", default=["F16"], metavar="NAME",
-                        help="test image name(s) or path(s) (default F16)")
-    parser.add_argument("--task", default="denoise", help="denoise, inpaint, sr4, sr8 or mri (default denoise)")
-    parser.add_argument("--rounds", type=int, default=5, help="pruning rounds after the dense fit (default 5)")
-    parser.add_argument("--iters", type=int, default=3000, help="Adam iterations per round (default 3000)")
-    parser.add_argument("--size", type=int, default=None,
-                        help="centre-crop to a square and resize to SIZE (a multiple of 32, >= 64; default: crop only)")
-    parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate (default 0.01)")
-    parser.add_argument("--prune-fraction", type=float, default=0.2,
-                        help="fraction of the remaining weights pruned per round (default 0.2)")
-    parser.add_argument("--rewind-iter", type=int, default=0,
-                        help="rewind to the weights after this iteration of the dense fit (default 0: the init)")
-    parser.add_argument("--patience", type=int, default=2,
-                        help="stop when the loss rose in this many consecutive rounds (default 2; 0: never)")
-    parser.add_argument("--ema", type=float, default=0.99,
-                        help="moving-average weight of the outputs (default 0.99; 0: the last output)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the init, the code and the noise (default 0)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                        help="tqdm progress bars (default on)")
-    parser.add_argument("--out", default="runs/lip", help="output folder (default runs/lip)")
+    add_settings_arguments(parser, FLAGS, "lip")
 
 
 def _device(name: str):
@@ -58,33 +85,40 @@ def _device(name: str):
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise ValueError(f"--device: {err}") from None
+        raise ValueError(f"device (--device): {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device: {name!r} requested but CUDA is not available")
+        raise ValueError(f"device (--device): {name!r} requested but CUDA is not available")
     return device
 
 
-def _check(args: argparse.Namespace) -> None:
+def _check(settings: LipSettings) -> None:
+    """Messages name the setting and its flag (both set it)."""
     from mbdlfast.dip import TASKS
 
-    if args.task not in TASKS:
-        raise ValueError(f"--task: expected one of {', '.join(TASKS)}, got {args.task!r}")
-    for flag, value in (("--rounds", args.rounds), ("--iters", args.iters)):
-        if value < 1:
-            raise ValueError(f"{flag}: expected an integer >= 1, got {value}")
-    if args.size is not None and (args.size < 64 or args.size % 32):
-        raise ValueError(f"--size: expected a multiple of 32 of at least 64 (the hourglass has 5 levels), "
-                         f"got {args.size}")
-    if not 0 <= args.rewind_iter <= args.iters:
-        raise ValueError(f"--rewind-iter: expected 0..--iters ({args.iters}), got {args.rewind_iter}")
-    if args.patience < 0:
-        raise ValueError(f"--patience: expected >= 0, got {args.patience}")
-    if not 0 <= args.ema < 1:
-        raise ValueError(f"--ema: expected a weight in [0, 1), got {args.ema}")
+    if settings.task not in TASKS:
+        raise ValueError(f"task (--task): expected one of {', '.join(TASKS)}, got {settings.task!r}")
+    for name in ("rounds", "iters"):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{name} (--{name}): expected an integer >= 1, got {getattr(settings, name)}")
+    if settings.size is not None and (settings.size < 64 or settings.size % 32):
+        raise ValueError(f"size (--size): expected a multiple of 32 of at least 64 (the hourglass has 5 levels), "
+                         f"got {settings.size}")
+    if not 0 <= settings.rewind_iter <= settings.iters:
+        raise ValueError(f"rewind_iter (--rewind-iter): expected 0..iters ({settings.iters}), "
+                         f"got {settings.rewind_iter}")
+    if settings.patience < 0:
+        raise ValueError(f"patience (--patience): expected >= 0, got {settings.patience}")
+    if not 0 <= settings.ema < 1:
+        raise ValueError(f"ema (--ema): expected a weight in [0, 1), got {settings.ema}")
 
 
 def run(args: argparse.Namespace) -> int:
-    _check(args)
+    return run_lip(settings_from_arguments(args, FLAGS, LipSettings))
+
+
+def run_lip(settings: LipSettings) -> int:
+    """Fit, prune and report one lottery-image-prior run; returns the exit status."""
+    _check(settings)
     from pathlib import Path
 
     import torch
@@ -94,22 +128,21 @@ def run(args: argparse.Namespace) -> int:
     from mbdlfast.models import SkipHourglass
     from mbdlfast.prune.lottery import iterative_magnitude_pruning
 
-    out = Path(args.out)
+    out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = _device(args.device)
-    problems = [make_problem(args.task, name, size=args.size, seed=args.seed) for name in args.image]
+    device = _device(settings.device)
+    problems = [make_problem(settings.task, name, size=settings.size, seed=settings.seed) for name in settings.image]
     problem = stack_problems(problems).to(device)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(settings.seed)
     net = SkipHourglass(out_channels=problem.task.channels).to(device)
     result = iterative_magnitude_pruning(
-        net, problem.task, problem.measurement, rounds=args.rounds, iters=args.iters,
-        prune_fraction=args.prune_fraction, rewind_iter=args.rewind_iter, patience=args.patience or None,
-        reference=problem.truth, lr=args.lr, ema=args.ema or None, seed=args.seed, progress=args.progress,
-        keep_reconstructions=True)
-    names = ("image", "task", "rounds", "iters", "size", "lr", "prune_fraction", "rewind_iter", "patience", "ema", "seed")
-    settings = {name: getattr(args, name) for name in names}
-    settings["device"] = str(device)
-    paths = save_lip_report(out, settings, result, problem)
+        net, problem.task, problem.measurement, rounds=settings.rounds, iters=settings.iters,
+        prune_fraction=settings.prune_fraction, rewind_iter=settings.rewind_iter, patience=settings.patience or None,
+        reference=problem.truth, lr=settings.lr, ema=settings.ema or None, seed=settings.seed,
+        progress=settings.progress, keep_reconstructions=True)
+    report = {name: value for name, value in dataclasses.asdict(settings).items() if name not in ("progress", "out")}
+    report.update(image=list(settings.image), device=str(device))
+    paths = save_lip_report(out, report, result, problem)
     log = logging.getLogger("mbdlfast")
     for record in result.records:
         log.info("round %d: sparsity %.4f  loss %.4e  PSNR %.2f dB", record["round"], record["sparsity"],

@@ -2,35 +2,62 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
-from mbdlfast.commands import Command
+from mbdlfast.commands import Command, add_settings_arguments, settings_from_arguments
 
 EXAMPLES = """\
 examples:
   mbdlfast prune --model runs/deq/checkpoint.pt --ratio 0.5 --out runs/deq/pruned50.pt
   mbdlfast prune --model varnet.pt --ratio 0.3 --importance l2 --round-to 4 --out varnet_p30.pt
   mbdlfast prune --model deq.pt --ratio 0.7 --global --steps 5 --image-size 128 --out deq_p70.pt
+  mbdlfast prune --config prune.yaml ratio=0.3 importance=l2
 
 Prints the parameters and MACs (one application of each CNN, see mbdlfast.prune.count_macs) before
 and after. The output is a checkpoint that load_checkpoint / `mbdlfast finetune` read like any other;
 fine-tune it next (the dense input checkpoint is the natural teacher).
+
+settings: every flag sets one setting; --config (YAML) and key=value overrides use the same names:
+model, ratio, importance, round_to, global_pruning, steps, image_size, coils, out.
+Precedence: defaults < --config file < flags < key=value.
 """
 
 
+@dataclass
+class PruneSettings:
+    """What ``mbdlfast prune`` does (see :func:`mbdlfast.prune.structured.prune_structured`); ``image_size``
+    and ``coils`` shape the synthetic example that traces the networks. ``model``, ``ratio`` and ``out``
+    are required."""
+
+    model: str | None = None
+    ratio: float | None = None
+    importance: str = "l1"
+    round_to: int = 8
+    global_pruning: bool = False
+    steps: int = 1
+    image_size: int = 64
+    coils: int = 4
+    out: str | None = None
+
+
+FLAGS = {
+    "--model": ("model", "dense (or already pruned) checkpoint; required", {"metavar": "CKPT"}),
+    "--ratio": ("ratio", "fraction of channels to remove, in [0, 1); required"),
+    "--importance": ("importance", "group magnitude norm: l1 (published code, default) or l2 (paper's text)",
+                     {"choices": ("l1", "l2")}),
+    "--round-to": ("round_to", "keep channel counts multiples of N (default 8; 1 = no rounding)", {"metavar": "N"}),
+    "--global": ("global_pruning", "rank the channels of all layers together instead of per layer group",
+                 {"action": "store_true"}),
+    "--steps": ("steps", "iterative pruning steps (default 1)", {"metavar": "N"}),
+    "--image-size": ("image_size", "side of the synthetic example used to trace the networks and count MACs "
+                     "(default 64)", {"metavar": "S"}),
+    "--coils": ("coils", "coils of the synthetic example (default 4)"),
+    "--out": ("out", "output checkpoint (written atomically); required", {"metavar": "PRUNED.pt"}),
+}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, metavar="CKPT", help="dense (or already pruned) checkpoint")
-    parser.add_argument("--ratio", required=True, type=float, help="fraction of channels to remove, in [0, 1)")
-    parser.add_argument("--importance", default="l1", choices=("l1", "l2"),
-                        help="group magnitude norm: l1 (published code, default) or l2 (paper's text)")
-    parser.add_argument("--round-to", type=int, default=8, metavar="N",
-                        help="keep channel counts multiples of N (default 8; 1 = no rounding)")
-    parser.add_argument("--global", dest="global_pruning", action="store_true",
-                        help="rank the channels of all layers together instead of per layer group")
-    parser.add_argument("--steps", type=int, default=1, metavar="N", help="iterative pruning steps (default 1)")
-    parser.add_argument("--image-size", type=int, default=64, metavar="S",
-                        help="side of the synthetic example used to trace the networks and count MACs (default 64)")
-    parser.add_argument("--coils", type=int, default=4, help="coils of the synthetic example (default 4)")
-    parser.add_argument("--out", required=True, metavar="PRUNED.pt", help="output checkpoint (written atomically)")
+    add_settings_arguments(parser, FLAGS, "prune")
 
 
 def example_inputs(model, model_name: str, image_size: int, num_coils: int) -> tuple:
@@ -75,29 +102,37 @@ def example_inputs(model, model_name: str, image_size: int, num_coils: int) -> t
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = settings_from_arguments(args, FLAGS, PruneSettings, required=("model", "ratio", "out"))
+    return prune_checkpoint(settings)
+
+
+def prune_checkpoint(settings: PruneSettings) -> int:
+    """Prune ``settings.model`` into ``settings.out`` and print the size table; returns the exit status."""
     from pathlib import Path
 
     from mbdlfast._validation import check_int
     from mbdlfast.finetune.checkpoint import load_checkpoint
     from mbdlfast.prune.structured import count_macs, count_params, prune_structured, save_pruned
 
-    source, out = Path(args.model), Path(args.out)
+    source, out = Path(settings.model), Path(settings.out)
     if out.resolve() == source.resolve():
-        raise ValueError(f"--out: {out} is the input checkpoint; write the pruned model to another file")
-    check_int("--image-size", args.image_size, minimum=8)
-    check_int("--coils", args.coils, minimum=1)
+        raise ValueError(f"out: {out} is the input checkpoint; write the pruned model to another file")
+    check_int("image_size", settings.image_size, minimum=8)
+    check_int("coils", settings.coils, minimum=1)
     checkpoint = load_checkpoint(source)
     dense = checkpoint.model
-    inputs = example_inputs(dense, checkpoint.model_name, args.image_size, args.coils)
-    pruned = prune_structured(dense, inputs, args.ratio, importance=args.importance, round_to=args.round_to,
-                              global_pruning=args.global_pruning, iterative_steps=args.steps)
+    inputs = example_inputs(dense, checkpoint.model_name, settings.image_size, settings.coils)
+    pruned = prune_structured(dense, inputs, settings.ratio, importance=settings.importance,
+                              round_to=settings.round_to, global_pruning=settings.global_pruning,
+                              iterative_steps=settings.steps)
     before = count_params(dense), count_macs(dense, inputs)
     after = count_params(pruned), count_macs(pruned, inputs)
     extra = {**checkpoint.extra, "pruning": {
-        "source": str(source), "ratio": args.ratio, "importance": args.importance, "round_to": args.round_to,
-        "global": args.global_pruning, "steps": args.steps, "dense_params": before[0], "dense_macs": before[1]}}
+        "source": str(source), "ratio": settings.ratio, "importance": settings.importance,
+        "round_to": settings.round_to, "global": settings.global_pruning, "steps": settings.steps,
+        "dense_params": before[0], "dense_macs": before[1]}}
     save_pruned(pruned, out, checkpoint.model_name, checkpoint.model_kwargs, extra=extra)
-    print(f"{'':8}{'params':>14}{'MACs':>16}   ({checkpoint.model_name}, {args.image_size}x{args.image_size})")
+    print(f"{'':8}{'params':>14}{'MACs':>16}   ({checkpoint.model_name}, {settings.image_size}x{settings.image_size})")
     for label, (params, macs) in (("dense", before), ("pruned", after)):
         print(f"{label:8}{params:>14,}{macs:>16,}")
     print(f"{'ratio':8}{after[0] / before[0]:>14.3f}{after[1] / max(before[1], 1):>16.3f}")

@@ -3,70 +3,82 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mbdlfast.commands import Command
+from mbdlfast.commands import Command, add_settings_arguments, settings_from_arguments
 
 EXAMPLES = """\
 examples:
   mbdlfast pun --density 0.1 --methods pun,snip,random --steps 200 --image-size 64 --out runs/pun
   mbdlfast pun --density 0.05 --methods pun,synflow,grasp,magnitude --search-steps 200 --out runs/pun5
   mbdlfast pun --steps 2 --search-steps 2 --image-size 16 --slices 4 --test-slices 2 --out /tmp/pun-tiny
+  mbdlfast pun --config pun.yaml density=0.05 shift_snr_db=10 model_kwargs.prior_kwargs.channels=32
 
 Trains dense MoDL and MoDL pruned at initialization by each method (same initialization, same data:
 synthetic, one acceleration / mask / noise level / phantom family) and writes DIR/pun.json with one
 row per (method, test set): in_dist, shift_accel, shift_mask, shift_noise, shift_family and
 shift_brain (the real brain of --brain, skipped when the file is missing).
+
+settings: every flag sets one setting of mbdlfast.pun.PunConfig (plus out); --config (YAML) and
+key=value overrides use the same names: methods (a list, or comma-separated), density, image_size,
+num_coils, train_slices, test_slices, acceleration, center_fraction, mask, snr_db, family,
+shift_acceleration, shift_snr_db, shift_family, brain, model_kwargs (num_iter, cg_iter,
+prior_kwargs.channels, ...), steps, lr, batch_size, search_steps, search_lr, score_batches,
+synflow_iterations, seed, device, progress, out. Precedence: defaults < --config file < flags < key=value.
 """
 
 DEFAULT_BRAIN = Path(__file__).resolve().parents[3] / "shared" / "data" / "mri" / "auto-espirit" / "brain_clean"
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+@dataclass
+class PunRun:
+    """The command-line level settings of ``mbdlfast pun`` and its defaults where they differ from
+    :class:`mbdlfast.pun.PunConfig` (the shipped brain slice, progress bars, 64 denoiser features);
+    ``out`` is required."""
+
+    brain: str | None = str(DEFAULT_BRAIN)
+    model_kwargs: dict = field(default_factory=lambda: {"num_iter": 5, "cg_iter": 5, "prior_kwargs": {"channels": 64}})
+    progress: bool = True
+    out: str | None = None
+
+
+FLAGS = {
+    "--density": ("density", "fraction of conv weights kept (default 0.1)"),
+    "--methods": ("methods", "comma-separated: random, magnitude, snip, grasp, synflow, pun (default pun,snip,random)"),
+    "--steps": ("steps", "training steps per model (default 200)"),
+    "--search-steps": ("search_steps", "PUN search steps (default 100)"),
+    "--image-size": ("image_size", "synthetic image side (default 64)"),
+    "--coils": ("num_coils", "synthetic coils (default 4)"),
+    "--slices": ("train_slices", "training slices (default 64)"),
+    "--test-slices": ("test_slices", "slices per test set (default 8)"),
+    "--acceleration": ("acceleration", "training acceleration (default 4)"),
+    "--shift-acceleration": ("shift_acceleration", "shifted acceleration (default 8)"),
+    "--batch-size": ("batch_size", "batch size (default 2)"),
+    "--lr": ("lr", "training learning rate (default 1e-3)"),
+    "--num-iter": ("model_kwargs.num_iter", "MoDL unrolled iterations (default 5)"),
+    "--cg-iter": ("model_kwargs.cg_iter", "CG steps per iteration (default 5)"),
+    "--channels": ("model_kwargs.prior_kwargs.channels", "denoiser features (default 64)"),
+    "--brain": ("brain", "BART base path of the real brain test slice ('' or none: no shift_brain)"),
+    "--seed": ("seed", "seed of data, masks and initialization (default 0)"),
+    "--device": ("device", "auto, cpu, cuda or cuda:N (default auto)"),
+    "--progress": ("progress", "progress bars (default on)", {"action": argparse.BooleanOptionalAction}),
+    "--out": ("out", "output folder (pun.json and one checkpoint per method); required"),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--density", type=float, default=0.1, help="fraction of conv weights kept (default 0.1)")
-    parser.add_argument("--methods", default="pun,snip,random",
-                        help="comma-separated: random, magnitude, snip, grasp, synflow, pun (default pun,snip,random)")
-    parser.add_argument("--steps", type=_positive_int, default=200, help="training steps per model (default 200)")
-    parser.add_argument("--search-steps", type=_positive_int, default=100, help="PUN search steps (default 100)")
-    parser.add_argument("--image-size", type=_positive_int, default=64, help="synthetic image side (default 64)")
-    parser.add_argument("--coils", type=_positive_int, default=4, help="synthetic coils (default 4)")
-    parser.add_argument("--slices", type=_positive_int, default=64, help="training slices (default 64)")
-    parser.add_argument("--test-slices", type=_positive_int, default=8, help="slices per test set (default 8)")
-    parser.add_argument("--acceleration", type=_positive_int, default=4, help="training acceleration (default 4)")
-    parser.add_argument("--shift-acceleration", type=_positive_int, default=8, help="shifted acceleration (default 8)")
-    parser.add_argument("--batch-size", type=_positive_int, default=2, help="batch size (default 2)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="training learning rate (default 1e-3)")
-    parser.add_argument("--num-iter", type=_positive_int, default=5, help="MoDL unrolled iterations (default 5)")
-    parser.add_argument("--cg-iter", type=_positive_int, default=5, help="CG steps per iteration (default 5)")
-    parser.add_argument("--channels", type=_positive_int, default=64, help="denoiser features (default 64)")
-    parser.add_argument("--brain", default=str(DEFAULT_BRAIN), help="BART base path of the real brain test slice")
-    parser.add_argument("--seed", type=int, default=0, help="seed of data, masks and initialization (default 0)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars")
-    parser.add_argument("--out", required=True, help="output folder (pun.json and one checkpoint per method)")
+    add_settings_arguments(parser, FLAGS, "pun")
 
 
 def run(args: argparse.Namespace) -> int:
     from mbdlfast.finetune.trainer import check_writable
     from mbdlfast.pun import PunConfig, run_pun, summarize
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    config = PunConfig(
-        methods=methods, density=args.density, image_size=args.image_size, num_coils=args.coils,
-        train_slices=args.slices, test_slices=args.test_slices, acceleration=args.acceleration,
-        shift_acceleration=args.shift_acceleration, brain=args.brain or None,
-        model_kwargs={"num_iter": args.num_iter, "cg_iter": args.cg_iter, "prior_kwargs": {"channels": args.channels}},
-        steps=args.steps, lr=args.lr, batch_size=args.batch_size, search_steps=args.search_steps, seed=args.seed,
-        device=args.device, progress=args.progress,
-    ).check()
-    out = check_writable(args.out)
+    config = settings_from_arguments(args, FLAGS, (PunRun, PunConfig), required=("out",))
+    config.brain = config.brain or None  # --brain '': no real-brain test set
+    config.check()
+    out = check_writable(config.out)
     result = run_pun(config, out=out)
     table = summarize(result.rows)
     (out / "pun.json").write_text(json.dumps({"config": result.config, "methods": result.methods, "summary": table,

@@ -122,6 +122,15 @@ def _optional_inner(hint) -> tuple[Any, bool]:
     return hint, False
 
 
+def _parse_value(text: str):
+    """``text`` read as YAML (``"8"`` -> 8, ``"[a, b]"`` -> a list); text that is not YAML (``","``)
+    stays the plain string, for the type checks to judge."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
 def _coerce(key: str, value, hint):
     """``value`` converted to the declared type ``hint`` of setting ``key``, or a ValueError."""
     inner, optional = _optional_inner(hint)
@@ -130,7 +139,7 @@ def _coerce(key: str, value, hint):
             return None
         raise ValueError(f"{key}: may not be empty (None)")
     if isinstance(value, str) and inner is not str:
-        value = yaml.safe_load(value)
+        value = _parse_value(value)
         if inner is float and isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
             try:
                 value = float(value)
@@ -187,7 +196,7 @@ def _apply(target, mapping: Mapping, prefix: str = "") -> None:
 def _set_in_dict(mapping: dict, path: list[str], value) -> dict:
     result = dict(mapping)
     if len(path) == 1:
-        result[path[0]] = yaml.safe_load(value) if isinstance(value, str) else value
+        result[path[0]] = _parse_value(value) if isinstance(value, str) else value
         return result
     inner = result.get(path[0], {})
     if not isinstance(inner, dict):
