@@ -16,8 +16,9 @@ torchdeq (``pip install --no-deps torchdeq==0.1.0``, a benchmark-only dependency
 it is not installed its rows are skipped with a warning and the results file records
 ``"torchdeq": null``. Its Anderson solver works on real tensors only, so it is fed the real view
 (``torch.view_as_real``, trailing dim 2) of the complex state: its Gram matrix G·Gᵀ of the real
-view equals the real part of the Hermitian Gram and its mixing weights are real, where mbdlfast's
-are complex. Its λ is absolute, mbdlfast's relative to the largest Gram diagonal.
+view equals the real part of the Hermitian Gram and its mixing weights are real, as are mbdlfast's
+here (``weights="real"``, what the DEQ uses: its map is only real-linear). Its λ is absolute,
+mbdlfast's relative to the largest Gram diagonal.
 
     python benchmarks/bench_deq.py                                   # 15 coils, 640x368 (GPU)
     python benchmarks/bench_deq.py --coils 8 --height 128 --width 128 --repeats 3   # CPU
@@ -98,7 +99,7 @@ def solver_calls(f, z0: torch.Tensor, tol: float, args, torchdeq_anderson) -> di
     """solver name -> zero-argument call returning the (complex) solution."""
     calls = {
         "plain": lambda: fixed_point(f, z0, tol=tol, max_iter=args.max_iter)[0],
-        "ours": lambda: anderson(f, z0, m=args.m, lam=args.lam, tol=tol, max_iter=args.max_iter)[0],
+        "ours": lambda: anderson(f, z0, m=args.m, lam=args.lam, tol=tol, max_iter=args.max_iter, weights="real")[0],
     }
     if torchdeq_anderson is not None:
         def f_real(x):
