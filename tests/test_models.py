@@ -340,4 +340,4 @@ def test_deq_gradients_reach_alpha_gamma_and_denoiser(backward):
 def test_deq_default_prior_is_the_published_edsr():
     model = DEQ()
     assert isinstance(model.denoiser.net, EDSR) and num_params(model.denoiser) == 999_426
-    assert model.solver_kwargs == dict(m=5, lam=1e-4, beta=1.0, tol=1e-3, max_iter=100)
+    assert model.solver_kwargs == dict(m=5, lam=1e-4, beta=1.0, tol=1e-3, max_iter=100, weights="real")
