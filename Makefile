@@ -4,7 +4,9 @@ PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 PIP := $(PYTHON) -m pip
 
-.PHONY: install test test-slow
+.PHONY: install demo test test-slow
+
+DEMO_ARGS ?= --quick
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install "torch==$(TORCH_VERSION)"
@@ -13,6 +15,9 @@ install:
 	$(PIP) install -q -c build/torch-constraint.txt --no-build-isolation -e ".[test]"
 	# fastMRI is the test-only reference for metrics, masks and VarNet; its declared deps would pull torchvision.
 	$(PIP) install -q --no-deps "fastmri==0.3.0"
+
+demo: install
+	$(PYTHON) -m mbdlfast demo --out demo_out $(DEMO_ARGS)
 
 test: install
 	$(PYTHON) -m pytest -q

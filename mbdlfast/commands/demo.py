@@ -8,7 +8,7 @@ from mbdlfast.commands import Command, add_settings_arguments, settings_from_arg
 EXAMPLES = """\
 examples:
   mbdlfast demo --quick                       # under 2 minutes on a 2-core CPU
-  mbdlfast demo --out demo_out                # pruning ratios 0.25 and 0.5, 200 school steps each
+  mbdlfast demo --out demo_out                # pruning ratios 0.25 and 0.5, 150 school steps each
   mbdlfast demo --ratios 0.1,0.3,0.5 --steps 100 --image-size 128
   mbdlfast demo --data ../shared/data/mri/auto-espirit/brain_clean.cfl --acceleration 4
   mbdlfast demo --config demo.yaml tol=1e-4
@@ -22,13 +22,13 @@ image_size, num_slices, num_coils, acceleration, tol, max_iter, repeats, data, d
 
 FLAGS = {
     "--ratios": ("ratios", "comma-separated pruning ratios in (0, 1) (default 0.25,0.5; quick 0.25)"),
-    "--steps": ("finetune_steps", "school fine-tuning steps per pruned network (default 200; quick 60)"),
-    "--image-size": ("image_size", "synthetic test image side (default 96; quick 64)"),
+    "--steps": ("finetune_steps", "school fine-tuning steps per pruned network (default 150; quick 60)"),
+    "--image-size": ("image_size", "synthetic test image side (default 64, the weights' training size)"),
     "--slices": ("num_slices", "test slices (default 4; quick 2)"),
     "--coils": ("num_coils", "synthetic coils (default 8)"),
     "--acceleration": ("acceleration", "undersampling factor R (default 4)"),
     "--tol": ("tol", "relative solver tolerance of every DEQ run (default 1e-3)"),
-    "--repeats": ("repeats", "timed repetitions, median reported (default 5; quick 3)"),
+    "--repeats": ("repeats", "timed repetitions, median reported (default 3)"),
     "--data": ("data", "fastMRI h5 file or folder, BART cfl or npy k-space instead of synthetic slices"),
     "--device": ("device", "auto, cpu, cuda or cuda:N (default auto: the GPU when there is one)"),
     "--seed": ("seed", "seed of the retrospective mask for --data (default 0)"),
