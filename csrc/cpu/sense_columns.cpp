@@ -287,12 +287,18 @@ at::Tensor adjoint_impl(const at::Tensor& k, const at::Tensor& maps, const std::
   return out;
 }
 
-at::Tensor sense_forward_compact_cpu(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& columns) {
+// The sizes (B,C,H,W) of maps checked against an image x (B,H,W) of the same complex dtype.
+std::vector<int64_t> check_image_and_maps(const at::Tensor& x, const at::Tensor& maps) {
   check_complex(x, "x");
   TORCH_CHECK(x.dim() == 3, "mbdlfast cpp: x must be (B,H,W), got ", x.sizes());
   const auto s = check_maps(maps, x.scalar_type(), x.size(0));
   TORCH_CHECK(s[2] == x.size(1) && s[3] == x.size(2), "mbdlfast cpp: maps must be (B,C,", x.size(1), ",", x.size(2), "), got ",
               maps.sizes());
+  return s;
+}
+
+at::Tensor sense_forward_compact_cpu(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& columns) {
+  const auto s = check_image_and_maps(x, maps);
   at::Tensor out;
   AT_DISPATCH_COMPLEX_TYPES(x.scalar_type(), "mbdlfast_forward_compact", [&] {
     using real_t = typename scalar_t::value_type;
@@ -317,11 +323,7 @@ at::Tensor sense_adjoint_compact_cpu(const at::Tensor& yc, const at::Tensor& map
 }
 
 at::Tensor sense_forward_1d_cpu(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight) {
-  check_complex(x, "x");
-  TORCH_CHECK(x.dim() == 3, "mbdlfast cpp: x must be (B,H,W), got ", x.sizes());
-  const auto s = check_maps(maps, x.scalar_type(), x.size(0));
-  TORCH_CHECK(s[2] == x.size(1) && s[3] == x.size(2), "mbdlfast cpp: maps must be (B,C,", x.size(1), ",", x.size(2), "), got ",
-              maps.sizes());
+  const auto s = check_image_and_maps(x, maps);
   at::Tensor out;
   AT_DISPATCH_COMPLEX_TYPES(x.scalar_type(), "mbdlfast_forward_1d", [&] {
     using real_t = typename scalar_t::value_type;
