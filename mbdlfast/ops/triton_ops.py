@@ -53,6 +53,21 @@ def _maps_4d(maps, batch: int, height: int, width: int, dtype: torch.dtype) -> t
     return maps4
 
 
+def _image_and_maps(x, maps) -> tuple[int, int, int, torch.Tensor]:
+    """(B, H, W, maps as (Bm,C,H,W)) of an image x (B,H,W) and its coil maps, both checked."""
+    batch, height, width = _check_image("x", x).shape
+    return batch, height, width, _maps_4d(maps, batch, height, width, x.dtype)
+
+
+def _kspace_and_maps(name: str, k, maps) -> tuple[int, int, int, int, torch.Tensor]:
+    """(B, C, H, W, maps as (Bm,C,H,W)) of k-space ``name`` (B,C,H,W) and its coil maps, both checked."""
+    batch, coils, height, width = _check_kspace(name, k).shape
+    maps4 = _maps_4d(maps, batch, height, width, k.dtype)
+    if maps4.shape[1] != coils:
+        raise ValueError(f"maps: expected {coils} coils to match {name}, got {maps4.shape[1]}")
+    return batch, coils, height, width, maps4
+
+
 def _check_mask_1d(mask, batch: int, width: int) -> torch.Tensor:
     check.check_tensor("mask", mask)
     if mask.is_complex():
@@ -107,8 +122,7 @@ def _compact_adjoint(yc, maps4, dft) -> torch.Tensor:
 @register("coil_expand", "triton")
 def coil_expand(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     """S·x."""
-    batch, height, width = _check_image("x", x).shape
-    maps4 = _maps_4d(maps, batch, height, width, x.dtype)
+    batch, height, width, maps4 = _image_and_maps(x, maps)
     check.check_same_device(x=x, maps=maps)
     if x.dtype != torch.complex64:
         return reference.coil_expand(x, maps)
@@ -118,10 +132,7 @@ def coil_expand(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
 @register("coil_reduce", "triton")
 def coil_reduce(z: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
     """Σ_c conj(S_c)·z_c."""
-    batch, coils, height, width = _check_kspace("z", z).shape
-    maps4 = _maps_4d(maps, batch, height, width, z.dtype)
-    if maps4.shape[1] != coils:
-        raise ValueError(f"maps: expected {coils} coils to match z, got {maps4.shape[1]}")
+    batch, coils, height, width, maps4 = _kspace_and_maps("z", z, maps)
     check.check_same_device(z=z, maps=maps)
     if z.dtype != torch.complex64:
         return reference.coil_reduce(z, maps)
@@ -131,8 +142,7 @@ def coil_reduce(z: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
 @register("sense_forward", "triton")
 def sense_forward(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, is_2d: bool = False) -> torch.Tensor:
     """A x on full (B,C,H,W) k-space."""
-    batch, height, width = _check_image("x", x).shape
-    maps4 = _maps_4d(maps, batch, height, width, x.dtype)
+    batch, height, width, maps4 = _image_and_maps(x, maps)
     check.check_same_device(x=x, maps=maps, mask=mask)
     if is_2d or x.dtype != torch.complex64:
         return reference.sense_forward(x, maps, mask, is_2d)
@@ -145,10 +155,7 @@ def sense_forward(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, is_2d
 @register("sense_adjoint", "triton")
 def sense_adjoint(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, is_2d: bool = False) -> torch.Tensor:
     """A^H y for full (B,C,H,W) k-space."""
-    batch, coils, height, width = _check_kspace("y", y).shape
-    maps4 = _maps_4d(maps, batch, height, width, y.dtype)
-    if maps4.shape[1] != coils:
-        raise ValueError(f"maps: expected {coils} coils to match y, got {maps4.shape[1]}")
+    batch, coils, height, width, maps4 = _kspace_and_maps("y", y, maps)
     check.check_same_device(y=y, maps=maps, mask=mask)
     if is_2d or y.dtype != torch.complex64:
         return reference.sense_adjoint(y, maps, mask, is_2d)
@@ -160,8 +167,7 @@ def sense_adjoint(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, is_2d
 @register("sense_normal", "triton")
 def sense_normal(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, is_2d: bool = False) -> torch.Tensor:
     """A^H A x, one fused kernel for a 1D mask."""
-    batch, height, width = _check_image("x", x).shape
-    maps4 = _maps_4d(maps, batch, height, width, x.dtype)
+    batch, height, width, maps4 = _image_and_maps(x, maps)
     check.check_same_device(x=x, maps=maps, mask=mask)
     if is_2d or x.dtype != torch.complex64:
         return reference.sense_normal(x, maps, mask, is_2d)
@@ -173,8 +179,7 @@ def sense_normal(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, is_2d:
 def dc_gradient_step(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, AHy: torch.Tensor, gamma,
                      is_2d: bool = False) -> torch.Tensor:
     """x − γ·(A^H A x − A^H y), one fused kernel for a 1D mask and a scalar γ."""
-    batch, height, width = _check_image("x", x).shape
-    maps4 = _maps_4d(maps, batch, height, width, x.dtype)
+    batch, height, width, maps4 = _image_and_maps(x, maps)
     check.check_complex("AHy", AHy, x.dtype)
     check.check_shape("AHy", AHy, tuple(x.shape), "the image layout (B,H,W)")
     check.check_same_device(x=x, maps=maps, mask=mask, AHy=AHy)
@@ -217,8 +222,7 @@ def soft_kspace_dc(k: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, lam, is
 @register("sense_forward_compact", "triton")
 def sense_forward_compact(x: torch.Tensor, maps: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     """A x at the sampled columns only: (B,C,H,n_s)."""
-    batch, height, width = _check_image("x", x).shape
-    maps4 = _maps_4d(maps, batch, height, width, x.dtype)
+    batch, height, width, maps4 = _image_and_maps(x, maps)
     check.check_same_device(x=x, maps=maps, columns=columns)
     _check_columns(columns, batch, width)
     if x.dtype != torch.complex64:
