@@ -22,7 +22,6 @@ only the structured (narrower) network is faster.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import cpu_load_note, device_slug, environment, time_calls  # noqa: E402
+from common import cpu_load_note, environment, time_calls, write_results  # noqa: E402
 
 from mbdlfast.dip import IMAGE_SETS, fit_dip, make_problem  # noqa: E402
 from mbdlfast.models import DeepDecoder, SkipHourglass, noise_code  # noqa: E402
@@ -220,11 +219,8 @@ def main(argv=None) -> None:
                "notes": ("sparsity of deep_decoder and structured = 1 - their conv weights / the dense hourglass's; "
                          "masked networks run dense kernels (same ms per iteration as dense)"),
                "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"lip_{device_slug(device)}"
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1))
-    plot(results, args.out / f"{stem}.png")
-    print(f"# wrote {args.out / (stem + '.json')} and .png in {results['wall_s']:.0f} s")
+    path = write_results(results, args.out, "lip", device, plot)
+    print(f"# wrote {path} and .png in {results['wall_s']:.0f} s")
 
 
 if __name__ == "__main__":

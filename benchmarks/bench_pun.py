@@ -13,7 +13,6 @@ sets and stays within 0.5 dB of it in distribution.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import asdict
@@ -23,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import cpu_load_note, device_slug, environment  # noqa: E402
+from common import cpu_load_note, environment, write_results  # noqa: E402
 
 from mbdlfast.prune.at_init import METHODS  # noqa: E402
 from mbdlfast.pun import DENSE, PunConfig, run_pun, summarize  # noqa: E402
@@ -118,17 +117,14 @@ def main(argv=None) -> None:
                "settings": asdict(config), "methods": result.methods, "summary": summary,
                "zero_filled": result.zero_filled,
                "target": target_checks(summary, config.density), "rows": result.rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"pun_{device_slug(device)}"
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1))
-    plot(results, args.out / f"{stem}.png")
+    path = write_results(results, args.out, "pun", device, plot)
     print(f"{'method':<10}{'density':>8}{'in_dist':>9}{'shift':>8}{'Δin':>7}{'Δshift':>8}")
     for method, entry in summary.items():
         print(f"{method:<10}{entry['density']:>8.3f}{entry['in_dist_psnr']:>9.2f}{entry['shift_psnr']:>8.2f}"
               f"{entry['delta_in_dist_psnr']:>7.2f}{entry['delta_shift_psnr']:>8.2f}")
     print("zero-filled PSNR: " + ", ".join(f"{k} {v['psnr']:.2f}" for k, v in result.zero_filled.items()))
     print(f"# target: {results['target']}")
-    print(f"# wrote {args.out / (stem + '.json')} and .png in {results['seconds']:.0f} s")
+    print(f"# wrote {path} and .png in {results['seconds']:.0f} s")
 
 
 if __name__ == "__main__":

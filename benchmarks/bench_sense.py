@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import copy_bandwidth_gbps, cpu_load_note, device_slug, environment, time_calls  # noqa: E402
+from common import copy_bandwidth_gbps, cpu_load_note, environment, time_calls, write_results  # noqa: E402
 
 from mbdlfast.ops import dispatch, reference  # noqa: E402
 from mbdlfast.physics.masks import equispaced  # noqa: E402
@@ -194,11 +193,8 @@ def main(argv=None) -> None:
     args.repeats = args.repeats if args.repeats is not None else (7 if args.quick else 30)
 
     results = run(args)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"sense_{device_slug(torch.device(args.device))}"
-    (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1))
-    plot(results, args.out / f"{stem}.png")
-    print(f"# wrote {args.out / (stem + '.json')} and .png")
+    path = write_results(results, args.out, "sense", torch.device(args.device), plot)
+    print(f"# wrote {path} and .png")
 
 
 if __name__ == "__main__":

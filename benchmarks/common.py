@@ -6,6 +6,7 @@ CPU with ``time.perf_counter``.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -125,3 +126,14 @@ def cpu_load_note() -> str:
         return f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
     except OSError:
         return "load average unavailable"
+
+
+def write_results(results: dict, out_dir: Path, name: str, device: torch.device,
+                  plot: Callable[[dict, Path], None]) -> Path:
+    """Write ``results`` to ``out_dir/<name>_<device slug>.json`` and its plot beside it (.png);
+    returns the JSON path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}_{device_slug(device)}.json"
+    path.write_text(json.dumps(results, indent=1))
+    plot(results, path.with_suffix(".png"))
+    return path
