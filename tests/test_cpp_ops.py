@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import mbdlfast.ops as ops
-from comparisons import relative_error
+from comparisons import assert_complex64_matches, relative_error, sampled_columns
 from mbdlfast._extension import extension_status
 from mbdlfast.ops import reference
 from mbdlfast.ops.torch_fast import circulant_weight
@@ -40,9 +40,7 @@ def test_fused_ops_match_reference_in_complex64(case, per_batch_maps, batched_ma
         (ops.coil_reduce(k64, maps64, backend="cpp"), reference.coil_reduce(k, maps)),
         (ops.coil_expand(x64, maps64, backend="cpp"), reference.coil_expand(x, maps)),
     ]
-    for result, expected in pairs:
-        assert result.dtype == torch.complex64 and result.shape == expected.shape
-        assert relative_error(result, expected) <= 1e-5
+    assert_complex64_matches(pairs)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -51,10 +49,7 @@ def test_forward_and_adjoint_full_and_compact_match_reference(case, per_batch):
     coils, height, width, batch = case
     x, maps, mask = make_problem(*case, per_batch_maps=per_batch, batched_mask=per_batch)
     y = torch.randn(batch, coils, height, width, dtype=torch.complex128)
-    if per_batch:
-        columns = torch.stack([torch.randperm(width)[:4].sort().values for _ in range(batch)])
-    else:
-        columns = torch.tensor([0, 2, width // 2, width - 1])
+    columns = sampled_columns(width, batch, per_batch)
     yc = torch.randn(batch, coils, height, columns.shape[-1], dtype=torch.complex128)
     x64, maps64, y64, yc64 = (t.to(torch.complex64) for t in (x, maps, y, yc))
     pairs = [
@@ -63,9 +58,7 @@ def test_forward_and_adjoint_full_and_compact_match_reference(case, per_batch):
         (ops.sense_forward_compact(x64, maps64, columns, backend="cpp"), reference.sense_forward_compact(x, maps, columns)),
         (ops.sense_adjoint_compact(yc64, maps64, columns, backend="cpp"), reference.sense_adjoint_compact(yc, maps, columns)),
     ]
-    for result, expected in pairs:
-        assert result.dtype == torch.complex64 and result.shape == expected.shape
-        assert relative_error(result, expected) <= 1e-5
+    assert_complex64_matches(pairs)
     # complex128 runs the same kernels in double precision.
     assert relative_error(ops.sense_forward_compact(x, maps, columns, backend="cpp"),
                           reference.sense_forward_compact(x, maps, columns)) <= 1e-12

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import mbdlfast.ops as ops
-from comparisons import relative_error
+from comparisons import assert_complex64_matches, relative_error, sampled_columns
 from mbdlfast.ops import reference, torch_fast
 
 # (coils, height, width, batch): odd and even sizes, one coil to many.
@@ -39,9 +39,7 @@ def test_full_ops_match_reference_in_complex64(case, per_batch_maps, mask_kind):
         (torch_fast.soft_kspace_dc(y64, y64.flip(-1), mask, 0.7, is_2d),
          reference.soft_kspace_dc(y, y.flip(-1), mask, 0.7, is_2d)),
     ]
-    for result, expected in pairs:
-        assert result.dtype == torch.complex64 and result.shape == expected.shape
-        assert relative_error(result, expected) <= 1e-5
+    assert_complex64_matches(pairs)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -50,10 +48,7 @@ def test_compact_ops_match_reference(case, per_batch_columns):
     coils, height, width, batch = case
     x = torch.randn(batch, height, width, dtype=torch.complex128)
     maps = torch.randn(batch, coils, height, width, dtype=torch.complex128)
-    if per_batch_columns:
-        columns = torch.stack([torch.randperm(width)[:4].sort().values for _ in range(batch)])
-    else:
-        columns = torch.tensor([0, 2, width // 2, width - 1])
+    columns = sampled_columns(width, batch, per_batch_columns)
     yc = torch.randn(batch, coils, height, columns.shape[-1], dtype=torch.complex128)
     forward = torch_fast.sense_forward_compact(x.to(torch.complex64), maps.to(torch.complex64), columns)
     adjoint = torch_fast.sense_adjoint_compact(yc.to(torch.complex64), maps.to(torch.complex64), columns)
