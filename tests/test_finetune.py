@@ -258,3 +258,17 @@ def test_cli_finetune_end_to_end(tmp_path, capsys):
     assert cli_main([*common[:3], *common[5:], "--mode", "school", "--out", str(tmp_path / "bad")]) == 2
     assert "teacher: mode 'school' needs" in capsys.readouterr().err
     assert file_hash(teacher_file) == digest
+
+
+def test_architecture_check_accepts_a_masked_student_and_refuses_another_model():
+    from mbdlfast.finetune.checkpoint import check_architecture
+    from mbdlfast.finetune.config import ModelConfig
+    from mbdlfast.finetune.registry import build_model
+    from mbdlfast.prune.masking import apply_masks, global_magnitude_masks
+
+    kwargs = {"prior_kwargs": {"depth": 3, "channels": 8}}
+    student, _ = build_model("modl", kwargs)
+    apply_masks(student, global_magnitude_masks(student, 0.5))
+    check_architecture(student, ModelConfig("modl", kwargs), "student")
+    with pytest.raises(ValueError, match="student: its parameters do not match a 'deq'"):
+        check_architecture(student, ModelConfig("deq", {}), "student")

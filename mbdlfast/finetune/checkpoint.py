@@ -55,6 +55,20 @@ def _unmasked_keys(state_dict: dict) -> set[str]:
             for key in state_dict if not key.endswith(_MASK_SUFFIX)}
 
 
+def check_architecture(model: nn.Module, model_config: ModelConfig, role: str = "model") -> tuple[nn.Module, dict]:
+    """ValueError unless ``model``'s parameter names (pruning masks aside; pruned shapes may differ)
+    are those of ``model_config``'s network; returns that network, built on the meta device, and its
+    resolved kwargs."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{role}: expected an nn.Module, got {type(model).__name__}")
+    with torch.device("meta"):  # only the parameter names are needed: build without memory or init cost
+        reference, resolved = build_model(model_config.name, model_config.kwargs)
+    if set(reference.state_dict()) != _unmasked_keys(model.state_dict()):
+        raise ValueError(f"{role}: its parameters do not match a {model_config.name!r} built from kwargs {resolved} "
+                         "(pass the kwargs the network was built with)")
+    return reference, resolved
+
+
 def capture_rng_state() -> dict:
     """The global RNG states (torch CPU and CUDA, Python, numpy) as weights-only-loadable values."""
     np_state = np.random.get_state()
@@ -186,11 +200,8 @@ def save_checkpoint(path, model: nn.Module, config: TrainConfig | ModelConfig, *
 
     model = getattr(model, "module", model)  # DistributedDataParallel
     model_config, train_config = _model_config(config)
-    with torch.device("meta"):  # only the parameter names are needed: build without memory or init cost
-        reference, resolved = build_model(model_config.name, model_config.kwargs)
+    reference, resolved = check_architecture(model, model_config)
     state_dict = model.state_dict()
-    if set(reference.state_dict()) != _unmasked_keys(state_dict):
-        raise ValueError(f"model: its parameters do not match a {model_config.name!r} built from kwargs {resolved}")
     architecture = architecture_difference(model, reference)
     payload = {
         "format": FORMAT,

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mbdlfast.finetune.checkpoint import load_checkpoint
+from mbdlfast.finetune.checkpoint import check_architecture, load_checkpoint
 from mbdlfast.finetune.config import DataConfig, ModelConfig, OptimConfig, TrainConfig, validate
 from mbdlfast.finetune.distributed import DistributedContext
 from mbdlfast.finetune.losses import loss_function
 from mbdlfast.finetune.modes import build_objective, parse_mode
-from mbdlfast.finetune.registry import build_model, model_spec
+from mbdlfast.finetune.registry import model_spec
 from mbdlfast.finetune.trainer import CHECKPOINT_NAME, Trainer
 
 logger = logging.getLogger(__name__)
@@ -40,18 +40,6 @@ class FinetuneResult:
     history: list = field(default_factory=list)
     validation: dict | None = None
     checkpoint: Path | None = None
-
-
-def _check_architecture(role: str, network: nn.Module, model: ModelConfig) -> None:
-    """ValueError unless ``network``'s parameter names are those of ``model`` (name and kwargs), so
-    a mismatch is reported before training rather than when the checkpoint is written."""
-    if not isinstance(network, nn.Module):
-        raise TypeError(f"{role}: expected an nn.Module, got {type(network).__name__}")
-    with torch.device("meta"):
-        reference, resolved = build_model(model.name, model.kwargs)
-    if set(reference.state_dict()) != set(network.state_dict()):
-        raise ValueError(f"{role}: its parameters are not those of a {model.name!r} built from model_kwargs "
-                         f"{model.kwargs or {}} (pass the kwargs the network was built with)")
 
 
 def _teacher(teacher, model_name: str) -> tuple[nn.Module | None, Path | None]:
@@ -90,10 +78,10 @@ def finetune_from_config(student: nn.Module, config: TrainConfig, *, mode: str =
     validate(config)
     if config.resume is not None:
         raise ValueError("resume: fine-tuning starts from the given student; resuming is not supported")
-    _check_architecture("student", student, config.model)
+    check_architecture(student, config.model, "student")
     teacher, teacher_path = _teacher(teacher, config.model.name)
     if teacher is not None:
-        _check_architecture("teacher", teacher, config.model)
+        check_architecture(teacher, config.model, "teacher")
     _refuse_overwriting(Path(config.out), teacher_path)
     spec = model_spec(config.model.name)
     loss_fn = loss_function(spec.loss if config.train.loss == "auto" else config.train.loss)
