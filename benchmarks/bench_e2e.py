@@ -40,7 +40,7 @@ from common import REPO_ROOT, cpu_load_note, device_slug, environment, time_call
 
 from mbdlfast.data.cfl import read_cfl  # noqa: E402
 from mbdlfast.finetune import DataConfig, TrainConfig, Trainer, build_model, finetune  # noqa: E402
-from mbdlfast.finetune.config import ModelConfig, OptimConfig  # noqa: E402
+from mbdlfast.finetune.config import LR_SCHEDULES, ModelConfig, OptimConfig  # noqa: E402
 from mbdlfast.finetune.data import TrainingBatch, TrainingSlices, collate_batch  # noqa: E402
 from mbdlfast.finetune.registry import model_spec  # noqa: E402
 from mbdlfast.inference import BASELINE, OPTIMIZED, optimize_for_inference  # noqa: E402
@@ -166,7 +166,7 @@ def variants(name: str, dense, model_kwargs: dict, args, train_data: DataConfig,
             began = time.perf_counter()
             model = pruned if tuning == "none" else finetune(
                 pruned, model_name=name, mode=tuning, teacher=dense, data=train_data, steps=args.finetune_steps,
-                lr=args.finetune_lr, batch_size=args.batch_size, progress=args.progress, device=str(args.device),
+                lr=args.finetune_lr, schedule=args.finetune_schedule, warmup_steps=args.finetune_warmup, batch_size=args.batch_size, progress=args.progress, device=str(args.device),
                 seed=args.seed, model_kwargs=model_kwargs).model
             yield ratio, tuning, model.eval(), time.perf_counter() - began
 
@@ -349,6 +349,8 @@ def parse_args(argv=None):
     parser.add_argument("--finetune-steps", type=int, default=None)
     parser.add_argument("--train-lr", type=float, default=1e-3)
     parser.add_argument("--finetune-lr", type=float, default=3e-4)
+    parser.add_argument("--finetune-schedule", choices=LR_SCHEDULES, default="cosine")
+    parser.add_argument("--finetune-warmup", type=int, default=0, help="linear learning-rate warm-up steps")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--train-size", type=int, default=None, help="synthetic training/test image size")
     parser.add_argument("--train-coils", type=int, default=8)

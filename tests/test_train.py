@@ -26,7 +26,8 @@ from mbdlfast.finetune import (
     save_checkpoint,
     split_train_val,
 )
-from mbdlfast.finetune.config import DataConfig
+from mbdlfast.finetune.config import DataConfig, OptimConfig
+from mbdlfast.finetune.trainer import scheduled_lr
 from mbdlfast.finetune.distributed import DistributedContext
 from mbdlfast.physics.sense import SenseOperator
 
@@ -81,10 +82,22 @@ def test_config_yaml_then_flags_then_overrides(tmp_path):
     (["train.amp=maybe"], "train.amp: expected true or false"),
     (["train=1"], "is a section"),
     (["lr"], "expected key=value"),
+    (["train.schedule=linear"], "train.schedule: expected one of"),
+    (["train.steps=10", "train.warmup_steps=10"], "train.warmup_steps: expected 0 <= warmup_steps < train.steps=10"),
 ])
 def test_config_errors_name_the_setting(overrides, message):
     with pytest.raises(ValueError, match=message):
         load_config(overrides=overrides)
+
+
+def test_learning_rate_schedules_are_pure_functions_of_the_step():
+    constant = OptimConfig(lr=1e-3, steps=100)
+    assert [scheduled_lr(constant, s) for s in (0, 50, 99)] == [1e-3] * 3
+    cosine = OptimConfig(lr=1e-3, steps=100, schedule="cosine", warmup_steps=9)
+    assert [scheduled_lr(cosine, s) for s in (0, 4, 8)] == pytest.approx([1e-4, 5e-4, 9e-4])
+    assert scheduled_lr(cosine, 9) == pytest.approx(1e-3)
+    assert scheduled_lr(cosine, 9 + 91 // 2) == pytest.approx(0.5e-3, rel=0.05)
+    assert 0 < scheduled_lr(cosine, 99) < 1e-6
 
 
 def test_config_bad_yaml(tmp_path):

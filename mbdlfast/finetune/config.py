@@ -31,6 +31,7 @@ from mbdlfast.finetune.losses import LOSSES
 MASK_KINDS = ("equispaced", "equispaced_fraction", "random", "mbdl")
 LOSS_CHOICES = ("auto", *LOSSES)
 DEVICES = ("auto", "cpu", "cuda")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -70,7 +71,8 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimisation and schedule. ``loss="auto"`` takes the model family's loss (SmoothL1 for DEQ and
+    """Optimisation and schedule. ``schedule``: "constant" or "cosine" (from ``lr`` down to 0 at
+    ``steps``), after a linear warm-up of ``warmup_steps``. ``loss="auto"`` takes the model family's loss (SmoothL1 for DEQ and
     MoDL, SSIM for the VarNets). ``amp`` only takes effect on CUDA. ``val_every`` /
     ``checkpoint_every`` of 0 mean: only at the end; ``val_batches`` caps the validation batches
     (``None``: the whole split)."""
@@ -78,6 +80,8 @@ class OptimConfig:
     batch_size: int = 1
     steps: int = 100
     lr: float = 1e-4
+    schedule: str = "constant"
+    warmup_steps: int = 0
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     amp: bool = True
@@ -306,6 +310,9 @@ def validate(config: TrainConfig) -> TrainConfig:
     _require(train.batch_size >= 1, f"train.batch_size: expected >= 1, got {train.batch_size}")
     _require(train.steps >= 1, f"train.steps: expected >= 1, got {train.steps}")
     _require(train.lr > 0, f"train.lr: expected > 0, got {train.lr}")
+    _require(train.schedule in LR_SCHEDULES, f"train.schedule: expected one of {LR_SCHEDULES}, got {train.schedule!r}")
+    _require(0 <= train.warmup_steps < train.steps,
+             f"train.warmup_steps: expected 0 <= warmup_steps < train.steps={train.steps}, got {train.warmup_steps}")
     _require(train.weight_decay >= 0, f"train.weight_decay: expected >= 0, got {train.weight_decay}")
     _require(train.grad_clip is None or train.grad_clip > 0,
              f"train.grad_clip: expected > 0 or none, got {train.grad_clip}")

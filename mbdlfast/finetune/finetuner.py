@@ -102,9 +102,9 @@ def finetune_from_config(student: nn.Module, config: TrainConfig, *, mode: str =
 
 
 def finetune(student: nn.Module, *, model_name: str, mode: str = "school", teacher=None,
-             data: DataConfig | None = None, steps: int = 100, lr: float = 1e-4, batch_size: int = 1,
-             loss: str = "auto", mc_weight: float = 1.0, ei_weight: float = 1.0, rotation: str = "auto",
-             amp: bool = True, out=None, progress: bool = True, device: str = "auto", seed: int = 0,
+             data: DataConfig | None = None, steps: int = 100, lr: float = 1e-4, schedule: str = "constant",
+             warmup_steps: int = 0, batch_size: int = 1, loss: str = "auto", mc_weight: float = 1.0,
+             ei_weight: float = 1.0, rotation: str = "auto", amp: bool = True, out=None, progress: bool = True, device: str = "auto", seed: int = 0,
              model_kwargs: dict | None = None) -> FinetuneResult:
     """Fine-tune a copy of ``student`` (e.g. from :func:`mbdlfast.prune.prune_structured`).
 
@@ -118,10 +118,12 @@ def finetune(student: nn.Module, *, model_name: str, mode: str = "school", teach
         data: the slices (default :class:`DataConfig`); ``loss``: "auto" (the family's) or a name of
             :data:`mbdlfast.finetune.losses.LOSSES`; ``mc_weight``, ``ei_weight``, ``rotation``: of
             "self_supervised".
+        schedule, warmup_steps: the learning-rate schedule (see :class:`OptimConfig`).
         out: folder of the final checkpoint (``out/checkpoint.pt``); None writes none.
     """
     config = TrainConfig(model=ModelConfig(model_name, dict(model_kwargs or {})), data=data or DataConfig(),
-                         train=OptimConfig(batch_size=batch_size, steps=steps, lr=lr, loss=loss, amp=amp,
+                         train=OptimConfig(batch_size=batch_size, steps=steps, lr=lr, schedule=schedule,
+                                           warmup_steps=warmup_steps, loss=loss, amp=amp,
                                            progress=progress),
                          seed=seed, out=str(out) if out is not None else "", device=device)
     with ExitStack() as stack:

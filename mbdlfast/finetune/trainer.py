@@ -37,7 +37,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from mbdlfast.finetune.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
-from mbdlfast.finetune.config import TrainConfig
+from mbdlfast.finetune.config import OptimConfig, TrainConfig
 from mbdlfast.finetune.data import TrainingBatch, TrainingSlices, collate_batch, split_train_val
 from mbdlfast.finetune.distributed import DistributedContext
 from mbdlfast.finetune.losses import loss_function
@@ -51,6 +51,17 @@ CHECKPOINT_NAME = "checkpoint.pt"
 AMP_DTYPE = torch.float16  # with GradScaler; complex views have no bfloat16 counterpart
 
 __all__ = ["CHECKPOINT_NAME", "MODEL_REGISTRY", "TrainResult", "Trainer", "check_writable", "train"]
+
+
+def scheduled_lr(train: OptimConfig, step: int) -> float:
+    """Learning rate of 0-based ``step``: a linear warm-up, then constant or cosine-annealed to 0.
+    A pure function of the step, so a resumed run follows the schedule of an uninterrupted one."""
+    if step < train.warmup_steps:
+        return train.lr * (step + 1) / (train.warmup_steps + 1)
+    if train.schedule == "constant":
+        return train.lr
+    progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
+    return train.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def check_writable(folder) -> Path:
@@ -186,8 +197,10 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=AMP_DTYPE, enabled=self.amp)
 
-    def _train_step(self, batch: TrainingBatch) -> torch.Tensor:
+    def _train_step(self, step: int, batch: TrainingBatch) -> torch.Tensor:
         self.network.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = scheduled_lr(self.config.train, step)
         loss = self.objective(_UnderAutocast(self.network, self._autocast), batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -265,7 +278,7 @@ class Trainer:
         batches = self._batches(step)
         while step < train.steps:
             began = time.perf_counter()
-            loss = self._train_step(next(batches).to(self.device))
+            loss = self._train_step(step, next(batches).to(self.device))
             loss = float(self.context.all_reduce_sum(loss.float()) / self.context.world_size)
             if not math.isfinite(loss):
                 raise FloatingPointError(f"step {step + 1}: the loss is {loss}; lower train.lr or enable grad_clip")
