@@ -3,6 +3,8 @@
 // autograd are registered from Python (mbdlfast/ops).
 #include <torch/extension.h>
 
+#include "cpu/pruned_row_dft.h"
+
 TORCH_LIBRARY_FRAGMENT(mbdlfast, m) {
   m.def("coil_expand(Tensor x, Tensor maps) -> Tensor");
   m.def("coil_reduce(Tensor z, Tensor maps) -> Tensor");
@@ -22,4 +24,7 @@ TORCH_LIBRARY_FRAGMENT(mbdlfast, m) {
 // An importable Python module, so `import mbdlfast._C` loads the library and runs the registrations.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "mbdlfast C++/CUDA kernels; use them through mbdlfast.ops";
+  m.def("normal_1d_row_split", &mbdlfast::normal_1d_row_split, pybind11::arg("width"), pybind11::arg("sampled"),
+        "The split P of the pruned row transform that CPU A^H A uses for a 1D mask of `sampled` of `width` "
+        "columns, or 0 where it uses two library FFTs instead");
 }

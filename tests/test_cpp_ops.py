@@ -7,6 +7,7 @@ import mbdlfast.ops as ops
 from comparisons import assert_complex64_matches, relative_error, sampled_columns
 from mbdlfast._extension import extension_status
 from mbdlfast.ops import reference
+from mbdlfast.physics import masks
 from mbdlfast.ops.torch_fast import circulant_weight
 
 pytestmark = pytest.mark.skipif(not extension_status()[0], reason="C++ extension mbdlfast._C not built")
@@ -63,6 +64,61 @@ def test_forward_and_adjoint_full_and_compact_match_reference(case, per_batch):
     assert relative_error(ops.sense_forward_compact(x, maps, columns, backend="cpp"),
                           reference.sense_forward_compact(x, maps, columns)) <= 1e-12
     assert relative_error(ops.sense_adjoint(y, maps, mask, backend="cpp"), reference.sense_adjoint(y, maps, mask)) <= 1e-12
+
+
+# Widths whose rows split as W = P * Q for the pruned row transform (P = 4 .. 64), sampling
+# patterns with empty residue groups, a single column and every column, and batched masks.
+PRUNED_CASES = [(20, 19, 368, 2), (3, 21, 320, 1), (5, 18, 180, 2), (2, 9, 12, 3), (1, 17, 64, 1)]
+
+
+def row_split(width: int, sampled: int) -> int:
+    from mbdlfast import _C  # built, or this module is skipped
+
+    return _C.normal_1d_row_split(width, sampled)
+
+
+def pruned_masks(width: int, batch: int) -> list[torch.Tensor]:
+    equispaced = masks.equispaced(width, 4, 0.08, offset=1)
+    single = torch.zeros(width, dtype=torch.bool)
+    single[width // 3] = True
+    return [equispaced, single, torch.ones(width, dtype=torch.bool), torch.rand(batch, width) < 0.3]
+
+
+@pytest.mark.parametrize("case", PRUNED_CASES)
+@pytest.mark.parametrize("row_transform", ["auto", "pruned", "fft"])
+def test_pruned_row_transform_matches_reference(case, row_transform, monkeypatch):
+    monkeypatch.setenv("MBDLFAST_ROW_TRANSFORM", row_transform)
+    coils, height, width, batch = case
+    x, maps, _ = make_problem(*case, per_batch_maps=batch > 1, batched_mask=False)
+    AHy = torch.randn_like(x)
+    for mask in pruned_masks(width, batch):
+        mask[..., 0] = True  # every batch entry samples something
+        sampled = int(mask.reshape(-1, width).sum(-1).max())
+        if sampled < width:  # a full mask may take the FFT path; the others must be pruned
+            assert row_split(width, sampled) > 0, (width, sampled)
+        x64, maps64, AHy64 = (t.to(torch.complex64) for t in (x, maps, AHy))
+        assert_complex64_matches([
+            (ops.sense_normal(x64, maps64, mask, backend="cpp"), reference.sense_normal(x, maps, mask)),
+            (ops.dc_gradient_step(x64, maps64, mask, AHy64, 0.3, backend="cpp"),
+             reference.dc_gradient_step(x, maps, mask, AHy, 0.3)),
+        ])
+        assert relative_error(ops.sense_normal(x, maps, mask, backend="cpp"), reference.sense_normal(x, maps, mask)) <= 1e-12
+
+
+def test_forced_row_transform_on_odd_widths_and_a_bad_setting(monkeypatch):
+    x, maps, mask = make_problem(4, 11, 97, 2, per_batch_maps=False, batched_mask=True)
+    monkeypatch.setenv("MBDLFAST_ROW_TRANSFORM", "pruned")  # P = 1: a direct DFT at the sampled columns
+    assert relative_error(ops.sense_normal(x, maps, mask, backend="cpp"), reference.sense_normal(x, maps, mask)) <= 1e-12
+    monkeypatch.setenv("MBDLFAST_ROW_TRANSFORM", "fastest")
+    with pytest.raises(RuntimeError, match="MBDLFAST_ROW_TRANSFORM must be auto, pruned or fft"):
+        ops.sense_normal(x, maps, mask, backend="cpp")
+
+
+def test_row_split_prefers_library_ffts_where_widths_split_poorly():
+    assert row_split(97, 30) == 0  # odd: no radix-2 factor, a direct DFT at 30 frequencies
+    assert row_split(396, 214) == 0  # 396 = 4 * 99 at R = 2
+    assert row_split(368, 115) == 16  # 368 = 16 * 23 at R = 4 with 8% ACS
+    assert row_split(320, 100) > 0
 
 
 def test_forward_adjoint_with_real_weights_empty_masks_and_repeated_columns():

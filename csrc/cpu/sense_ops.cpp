@@ -3,9 +3,15 @@
 // With a mask along W only, A^H A x = sum_c conj(S_c) * T(S_c * x), T = IFFT_W diag(weight) FFT_W
 // (plain, uncentred FFTs; weight = ifftshift(mask)^2, prepared in Python). The kernel works on
 // blocks of image rows small enough to stay in cache: for each block it expands S*x for all coils
-// into a thread-local buffer, transforms every coil row along W (batched at::fft calls, MKL or
-// pocketfft), applies the weight, transforms back and reduces with conj(S) -- so x and the maps are
-// read once and the image written once, with no (B,C,H,W) tensor in memory.
+// into a thread-local buffer, applies T to every coil row and reduces with conj(S) -- so x and the
+// maps are read once and the image written once, with no (B,C,H,W) tensor in memory.
+//
+// T is computed one of two ways, whichever the work model says is cheaper for (W, sampled columns):
+//   * pruned: only at the sampled frequencies (pruned_row_dft.h), on rows in vector lanes, compiled
+//     for AVX-512, AVX2 or baseline x86-64 and chosen at run time;
+//   * fft:    two batched at::fft calls per block (MKL or pocketfft), for widths that do not split
+//     well (odd W) or masks that sample most columns.
+// MBDLFAST_ROW_TRANSFORM=pruned|fft forces one of them.
 //
 //   sense_normal_1d(x, maps, weight)          -> A^H A x
 //   dc_step_1d(x, maps, weight, AHy, gamma)   -> x - gamma * (A^H A x - AHy)
@@ -14,9 +20,15 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <complex>
+#include <cstdlib>
+#include <string>
+#include <type_traits>
 
 #include "complex_math.h"
+#include "lane_transpose.h"
+#include "pruned_row_dft.h"
 
 namespace {
 
@@ -119,6 +131,121 @@ void normal_rows(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& 
   }
 }
 
+// One block of the pruned path: image rows [h0, h0 + rows) of one batch element, all coils, taken
+// kLanes coil rows at a time (lane l of chunk r0 is coil (r0 + l) / rows, row (r0 + l) % rows).
+template <typename real_t>
+struct PrunedBlock {
+  const mbdlfast::PrunedRowPlan<real_t>* plan;
+  const std::complex<real_t>* x;     // rows x W, row stride W
+  const std::complex<real_t>* maps;  // C x rows x W, coil stride HW
+  const std::complex<real_t>* AHy;   // rows x W or null
+  std::complex<real_t>* out;         // rows x W
+  int64_t rows, C, HW;
+  real_t gamma;
+  real_t* re;    // W * kLanes
+  real_t* im;    // W * kLanes
+  real_t* work;  // 2 * (P + sampled) * kLanes
+  const std::complex<real_t>* zeros;  // W zeros
+};
+
+
+// ``avx512_float``: use the register transposes of lane_transpose.h (float on AVX-512 only).
+template <typename real_t, bool avx512_float>
+MBDLFAST_INLINE void pruned_block_body(const PrunedBlock<real_t>& blk) {
+  using cplx = std::complex<real_t>;
+  constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
+  const int64_t W = blk.plan->W, n_rows = blk.C * blk.rows;
+  for (int64_t i = 0; i < blk.rows * W; ++i) blk.out[i] = 0;
+  for (int64_t r0 = 0; r0 < n_rows; r0 += L) {
+    // Lanes past the last coil row read a zero row and write nowhere.
+    const cplx* s[L];
+    const cplx* xs[L];
+    cplx* o[L];
+    for (int l = 0; l < L; ++l) {
+      const int64_t r = r0 + l, j = r % blk.rows;
+      const bool valid = r < n_rows;
+      s[l] = valid ? blk.maps + (r / blk.rows) * blk.HW + j * W : blk.zeros;
+      xs[l] = valid ? blk.x + j * W : blk.zeros;
+      o[l] = valid ? blk.out + j * W : nullptr;
+    }
+    int64_t tail = 0;
+    if constexpr (avx512_float) tail = mbdlfast::to_lanes_avx512(s, xs, W, blk.re, blk.im);
+    mbdlfast::to_lanes(s, xs, tail, W, blk.re, blk.im);
+    mbdlfast::pruned_row_normal(*blk.plan, blk.re, blk.im, blk.work);
+    if constexpr (avx512_float) tail = mbdlfast::from_lanes_avx512(s, blk.re, blk.im, W, o);
+    mbdlfast::from_lanes(s, blk.re, blk.im, tail, W, o);
+  }
+  if (blk.AHy) {
+    for (int64_t i = 0; i < blk.rows * W; ++i) blk.out[i] = blk.x[i] - blk.gamma * (blk.out[i] - blk.AHy[i]);
+  }
+}
+
+// The same body compiled for three instruction sets; pruned_block_kernel picks one at run time.
+template <typename real_t>
+__attribute__((target("avx512f,avx512dq,avx2,fma"))) void pruned_block_avx512(const PrunedBlock<real_t>& blk) {
+  pruned_block_body<real_t, std::is_same_v<real_t, float>>(blk);
+}
+template <typename real_t>
+__attribute__((target("avx2,fma"))) void pruned_block_avx2(const PrunedBlock<real_t>& blk) {
+  pruned_block_body<real_t, false>(blk);
+}
+template <typename real_t>
+void pruned_block_baseline(const PrunedBlock<real_t>& blk) {
+  pruned_block_body<real_t, false>(blk);
+}
+
+template <typename real_t>
+auto pruned_block_kernel() -> void (*)(const PrunedBlock<real_t>&) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return &pruned_block_avx512<real_t>;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &pruned_block_avx2<real_t>;
+  return &pruned_block_baseline<real_t>;
+}
+
+template <typename real_t>
+void normal_rows_pruned(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight, const at::Tensor* AHy,
+                        double gamma, at::Tensor& out, const NormalShape& s) {
+  using cplx = std::complex<real_t>;
+  using Plan = mbdlfast::PrunedRowPlan<real_t>;
+  constexpr int L = Plan::kLanes;
+  const auto* wp = weight.data_ptr<real_t>();
+  std::vector<Plan> plans;
+  for (int64_t b = 0; b < (s.shared_weight ? 1 : s.B); ++b) plans.push_back(mbdlfast::make_pruned_row_plan(wp + b * s.W, s.W));
+  int64_t work_size = 0;
+  for (const auto& plan : plans) work_size = std::max(work_size, 2 * (plan.P + plan.sampled()) * L);
+  const auto kernel = pruned_block_kernel<real_t>();
+  const auto* xp = reinterpret_cast<const cplx*>(x.data_ptr());
+  const auto* sp = reinterpret_cast<const cplx*>(maps.data_ptr());
+  const auto* ap = AHy ? reinterpret_cast<const cplx*>(AHy->data_ptr()) : nullptr;
+  auto* op = reinterpret_cast<cplx*>(out.data_ptr());
+  const int64_t HW = s.H * s.W, rows_per_block = L, blocks_per_image = (s.H + L - 1) / L;
+#pragma omp parallel
+  {
+    std::vector<real_t> buffer(2 * s.W * L + work_size);
+    const std::vector<cplx> zeros(s.W);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t task = 0; task < s.B * blocks_per_image; ++task) {
+      const int64_t b = task / blocks_per_image, h0 = (task % blocks_per_image) * rows_per_block;
+      const int64_t offset = b * HW + h0 * s.W;
+      PrunedBlock<real_t> blk{&plans[s.shared_weight ? 0 : b], xp + offset,
+                              sp + (s.shared_maps ? 0 : b) * s.C * HW + h0 * s.W, ap ? ap + offset : nullptr,
+                              op + offset, std::min(rows_per_block, s.H - h0), s.C, HW, static_cast<real_t>(gamma),
+                              buffer.data(), buffer.data() + s.W * L, buffer.data() + 2 * s.W * L, zeros.data()};
+      kernel(blk);
+    }
+  }
+}
+
+// MBDLFAST_ROW_TRANSFORM=pruned|fft forces one row transform (for benchmarks and tests); unset or
+// "auto" takes the work model's choice (mbdlfast::normal_1d_row_split).
+bool use_pruned_rows(int64_t W, int64_t sampled) {
+  const char* forced = std::getenv("MBDLFAST_ROW_TRANSFORM");
+  const std::string choice = forced ? forced : "auto";
+  TORCH_CHECK(choice == "auto" || choice == "pruned" || choice == "fft",
+              "mbdlfast cpp: MBDLFAST_ROW_TRANSFORM must be auto, pruned or fft, got '", choice, "'");
+  return choice == "auto" ? mbdlfast::normal_1d_row_split(W, sampled) > 0 : choice == "pruned";
+}
+
 at::Tensor normal_or_step(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight, const at::Tensor* AHy,
                           double gamma) {
   const auto shape = check_normal_inputs(x, maps, weight);
@@ -127,8 +254,13 @@ at::Tensor normal_or_step(const at::Tensor& x, const at::Tensor& maps, const at:
     TORCH_CHECK(AHy->sizes() == x.sizes(), "mbdlfast cpp: AHy must have the shape of x ", x.sizes(), ", got ", AHy->sizes());
   }
   auto out = at::empty_like(x);
+  const auto sampled = weight.ne(0).sum(1).max().item<int64_t>();
   AT_DISPATCH_COMPLEX_TYPES(x.scalar_type(), "mbdlfast_normal_1d", [&] {
-    normal_rows<typename scalar_t::value_type>(x, maps, weight, AHy, gamma, out, shape);
+    if (use_pruned_rows(shape.W, sampled)) {
+      normal_rows_pruned<typename scalar_t::value_type>(x, maps, weight, AHy, gamma, out, shape);
+    } else {
+      normal_rows<typename scalar_t::value_type>(x, maps, weight, AHy, gamma, out, shape);
+    }
   });
   return out;
 }

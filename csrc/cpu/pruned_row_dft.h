@@ -1,0 +1,253 @@
+// The row transform of A^H A for a 1D mask along W, computed only at the sampled frequencies.
+//
+// With a mask along W, A^H A applies T = IFFT_W diag(weight) FFT_W to every coil row. Only the
+// frequencies K = {k : weight[k] != 0} matter (about W/R + ACS of them), so instead of two full FFTs
+// we use one Cooley-Tukey split W = P*Q (P a power of two) and prune its second stage:
+//
+//   n = Q*b + a, k = c + P*d:   X[k] = sum_a exp(-2 pi i a k / W) * U_c[a],
+//                               U_c[a] = sum_b x[Q*b + a] exp(-2 pi i b c / P)      (length-P FFTs)
+//
+// so the forward transform is Q radix-2 FFTs of length P (cheap) plus, for each k in K, one length-Q
+// dot product; the inverse is the conjugate transpose of the same two stages. Per row that is about
+// W*log2(P) + 2*Q*|K| complex multiply-adds instead of two FFTs of length W, and at R = 4 the pruned
+// stage is the smaller part.
+//
+// Rows are processed kLanes at a time in structure-of-arrays form (slot n holds the real and the
+// imaginary parts of x[n] for kLanes rows), so every inner loop runs over the lanes and vectorises.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#define MBDLFAST_INLINE inline __attribute__((always_inline))
+
+namespace mbdlfast {
+
+template <typename real_t>
+struct PrunedRowPlan {
+  static constexpr int kLanes = 64 / sizeof(real_t);  // one 512-bit vector
+  static constexpr int kTile = 4;                     // outputs accumulated at once (independent FMA chains)
+
+  int64_t W = 0, P = 1, Q = 0, log2P = 0;
+  std::vector<int64_t> bit_reverse;          // P entries
+  std::vector<real_t> fft_re, fft_im;        // exp(-2 pi i j / P), j < P/2
+  std::vector<int64_t> group_begin;          // P + 1 offsets into freqs (frequencies grouped by k mod P)
+  std::vector<real_t> scale;                 // weight[k] / W per sampled frequency
+  std::vector<real_t> coef_re, coef_im;      // exp(-2 pi i a k / W), (sampled frequency, a) row-major
+
+  int64_t sampled() const { return static_cast<int64_t>(scale.size()); }
+};
+
+// The power of two P (up to 64, dividing W) that minimises the modelled work, and that work in
+// complex multiply-adds per row; P = 1 when W is odd.
+inline int64_t pruned_row_split(int64_t W, int64_t sampled, int64_t* work) {
+  int64_t best_P = 1, best_work = 2 * W * sampled;
+  for (int64_t P = 2, log2P = 1; P <= 64 && W % P == 0; P *= 2, ++log2P) {
+    const int64_t candidate = W * log2P + 2 * (W / P) * sampled;
+    if (candidate < best_work) best_P = P, best_work = candidate;
+  }
+  if (work) *work = best_work;
+  return best_P;
+}
+
+// How much more a multiply-add costs in two library FFTs of length W than in the pruned stages
+// (calibrated with benchmarks/bench_sense.py on CPU; powers of two get another factor 2, as library
+// FFTs are at their best there).
+constexpr double kFftCostFactor = 4.0;
+
+// The split P (1 = a direct DFT at the sampled frequencies) with which A^H A transforms rows for a
+// 1D mask of ``sampled`` of W columns, or 0 where two library FFTs are modelled faster.
+inline int64_t normal_1d_row_split(int64_t W, int64_t sampled) {
+  int64_t pruned_work = 0;
+  const int64_t P = pruned_row_split(W, sampled, &pruned_work);
+  const double fft_work = 2.0 * W * std::log2(static_cast<double>(W)) / ((W & (W - 1)) == 0 ? 2.0 : 1.0);
+  return pruned_work < kFftCostFactor * fft_work ? P : 0;
+}
+
+template <typename real_t>
+PrunedRowPlan<real_t> make_pruned_row_plan(const real_t* weight, int64_t W) {
+  PrunedRowPlan<real_t> plan;
+  plan.W = W;
+  int64_t sampled = 0;
+  for (int64_t k = 0; k < W; ++k) sampled += weight[k] != 0;
+  plan.P = pruned_row_split(W, sampled, nullptr);
+  plan.Q = W / plan.P;
+  while ((int64_t{1} << plan.log2P) < plan.P) ++plan.log2P;
+  plan.bit_reverse.resize(plan.P);
+  for (int64_t j = 0; j < plan.P; ++j) {
+    int64_t r = 0;
+    for (int64_t bit = 0; bit < plan.log2P; ++bit) r |= ((j >> bit) & 1) << (plan.log2P - 1 - bit);
+    plan.bit_reverse[j] = r;
+  }
+  const double two_pi = 2.0 * M_PI;
+  for (int64_t j = 0; j < plan.P / 2; ++j) {
+    plan.fft_re.push_back(static_cast<real_t>(std::cos(two_pi * j / plan.P)));
+    plan.fft_im.push_back(static_cast<real_t>(-std::sin(two_pi * j / plan.P)));
+  }
+  plan.group_begin.assign(plan.P + 1, 0);
+  for (int64_t c = 0; c < plan.P; ++c) {
+    plan.group_begin[c] = plan.sampled();
+    for (int64_t k = c; k < W; k += plan.P) {
+      if (weight[k] == 0) continue;
+      plan.scale.push_back(static_cast<real_t>(weight[k] / static_cast<double>(W)));
+      for (int64_t a = 0; a < plan.Q; ++a) {
+        const double angle = -two_pi * static_cast<double>((a * k) % W) / static_cast<double>(W);
+        plan.coef_re.push_back(static_cast<real_t>(std::cos(angle)));
+        plan.coef_im.push_back(static_cast<real_t>(std::sin(angle)));
+      }
+    }
+  }
+  plan.group_begin[plan.P] = plan.sampled();
+  return plan;
+}
+
+// In-place radix-2 FFT of length P (a compile-time power of two) over the slots a, Q + a, ...,
+// (P-1)Q + a of a lane buffer, for every a < Q; ``inverse``: conjugate twiddles, unnormalised.
+// ``tmp`` holds 2 * P * kLanes values.
+template <typename real_t, int P, bool inverse>
+MBDLFAST_INLINE void slot_ffts(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im,
+                               real_t* __restrict tmp) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes;
+  const int64_t Q = plan.Q;
+  real_t* __restrict tr = tmp;
+  real_t* __restrict ti = tmp + P * L;
+  for (int64_t a = 0; a < Q; ++a) {
+    for (int b = 0; b < P; ++b) {
+      const int64_t dst = plan.bit_reverse[b] * L, src = (Q * b + a) * L;
+#pragma omp simd
+      for (int l = 0; l < L; ++l) tr[dst + l] = re[src + l], ti[dst + l] = im[src + l];
+    }
+    for (int half = 1; half < P; half *= 2) {
+      const int stride = P / (2 * half);
+      for (int start = 0; start < P; start += 2 * half) {
+        for (int j = 0; j < half; ++j) {
+          const real_t wr = plan.fft_re[j * stride], wi = inverse ? -plan.fft_im[j * stride] : plan.fft_im[j * stride];
+          real_t* __restrict ur = tr + (start + j) * L;
+          real_t* __restrict ui = ti + (start + j) * L;
+          real_t* __restrict vr = tr + (start + j + half) * L;
+          real_t* __restrict vi = ti + (start + j + half) * L;
+#pragma omp simd
+          for (int l = 0; l < L; ++l) {
+            const real_t xr = wr * vr[l] - wi * vi[l], xi = wr * vi[l] + wi * vr[l];
+            vr[l] = ur[l] - xr, vi[l] = ui[l] - xi;
+            ur[l] += xr, ui[l] += xi;
+          }
+        }
+      }
+    }
+    for (int c = 0; c < P; ++c) {
+      const int64_t src = c * L, dst = (Q * c + a) * L;
+#pragma omp simd
+      for (int l = 0; l < L; ++l) re[dst + l] = tr[src + l], im[dst + l] = ti[src + l];
+    }
+  }
+}
+
+template <typename real_t, bool inverse>
+MBDLFAST_INLINE void all_slot_ffts(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im,
+                                   real_t* __restrict tmp) {
+  switch (plan.P) {
+    case 2: return slot_ffts<real_t, 2, inverse>(plan, re, im, tmp);
+    case 4: return slot_ffts<real_t, 4, inverse>(plan, re, im, tmp);
+    case 8: return slot_ffts<real_t, 8, inverse>(plan, re, im, tmp);
+    case 16: return slot_ffts<real_t, 16, inverse>(plan, re, im, tmp);
+    case 32: return slot_ffts<real_t, 32, inverse>(plan, re, im, tmp);
+    case 64: return slot_ffts<real_t, 64, inverse>(plan, re, im, tmp);
+    default: return;  // P = 1: the slots already hold U_0
+  }
+}
+
+// Pruned forward stage for ``T`` sampled frequencies k0..k0+T-1 of group c (U_c at ``ur``/``ui``):
+// z_k = scale_k * sum_a coef[k][a] U_c[a]. T independent accumulators keep the FMA units busy.
+template <typename real_t, int T>
+MBDLFAST_INLINE void pruned_forward_tile(const PrunedRowPlan<real_t>& plan, int64_t k0, const real_t* __restrict ur,
+                                         const real_t* __restrict ui, real_t* __restrict zr, real_t* __restrict zi) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes;
+  const int64_t Q = plan.Q;
+  real_t acc_r[T][L] = {}, acc_i[T][L] = {};
+  for (int64_t a = 0; a < Q; ++a) {
+    for (int t = 0; t < T; ++t) {
+      const real_t er = plan.coef_re[(k0 + t) * Q + a], ei = plan.coef_im[(k0 + t) * Q + a];
+#pragma omp simd
+      for (int l = 0; l < L; ++l) {
+        acc_r[t][l] += er * ur[a * L + l] - ei * ui[a * L + l];
+        acc_i[t][l] += er * ui[a * L + l] + ei * ur[a * L + l];
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    const real_t s = plan.scale[k0 + t];
+#pragma omp simd
+    for (int l = 0; l < L; ++l) zr[(k0 + t) * L + l] = s * acc_r[t][l], zi[(k0 + t) * L + l] = s * acc_i[t][l];
+  }
+}
+
+// Pruned forward stage over all sampled k; ``z`` holds 2 * sampled * kLanes values (real, imaginary).
+template <typename real_t>
+MBDLFAST_INLINE void pruned_forward(const PrunedRowPlan<real_t>& plan, const real_t* __restrict re,
+                                    const real_t* __restrict im, real_t* __restrict z) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes, T = PrunedRowPlan<real_t>::kTile;
+  const int64_t Q = plan.Q, S = plan.sampled();
+  for (int64_t c = 0; c < plan.P; ++c) {
+    const real_t* ur = re + c * Q * L;
+    const real_t* ui = im + c * Q * L;
+    int64_t k = plan.group_begin[c];
+    for (; k + T <= plan.group_begin[c + 1]; k += T) pruned_forward_tile<real_t, T>(plan, k, ur, ui, z, z + S * L);
+    for (; k < plan.group_begin[c + 1]; ++k) pruned_forward_tile<real_t, 1>(plan, k, ur, ui, z, z + S * L);
+  }
+}
+
+// Pruned inverse stage for ``T`` positions a0..a0+T-1 of group c:
+// V_c[a] = sum_{k in group c} conj(coef[k][a]) z_k (the conjugate transpose of the forward stage).
+template <typename real_t, int T>
+MBDLFAST_INLINE void pruned_inverse_tile(const PrunedRowPlan<real_t>& plan, int64_t c, int64_t a0,
+                                         const real_t* __restrict zr, const real_t* __restrict zi,
+                                         real_t* __restrict vr, real_t* __restrict vi) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes;
+  const int64_t Q = plan.Q;
+  real_t acc_r[T][L] = {}, acc_i[T][L] = {};
+  for (int64_t k = plan.group_begin[c]; k < plan.group_begin[c + 1]; ++k) {
+    for (int t = 0; t < T; ++t) {
+      const real_t er = plan.coef_re[k * Q + a0 + t], ei = plan.coef_im[k * Q + a0 + t];
+#pragma omp simd
+      for (int l = 0; l < L; ++l) {
+        acc_r[t][l] += er * zr[k * L + l] + ei * zi[k * L + l];
+        acc_i[t][l] += er * zi[k * L + l] - ei * zr[k * L + l];
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+#pragma omp simd
+    for (int l = 0; l < L; ++l) vr[(a0 + t) * L + l] = acc_r[t][l], vi[(a0 + t) * L + l] = acc_i[t][l];
+  }
+}
+
+template <typename real_t>
+MBDLFAST_INLINE void pruned_inverse(const PrunedRowPlan<real_t>& plan, const real_t* __restrict z, real_t* __restrict re,
+                                    real_t* __restrict im) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes, T = PrunedRowPlan<real_t>::kTile;
+  const int64_t Q = plan.Q, S = plan.sampled();
+  for (int64_t c = 0; c < plan.P; ++c) {
+    real_t* vr = re + c * Q * L;
+    real_t* vi = im + c * Q * L;
+    int64_t a = 0;
+    for (; a + T <= Q; a += T) pruned_inverse_tile<real_t, T>(plan, c, a, z, z + S * L, vr, vi);
+    for (; a < Q; ++a) pruned_inverse_tile<real_t, 1>(plan, c, a, z, z + S * L, vr, vi);
+  }
+}
+
+// T = IFFT diag(weight) FFT on kLanes rows held in (re, im) slot order, in place.
+// ``work`` holds 2 * (P + sampled) * kLanes values.
+template <typename real_t>
+MBDLFAST_INLINE void pruned_row_normal(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im,
+                                       real_t* __restrict work) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes;
+  real_t* __restrict z = work + 2 * plan.P * L;
+  all_slot_ffts<real_t, false>(plan, re, im, work);
+  pruned_forward(plan, re, im, z);
+  pruned_inverse(plan, z, re, im);
+  all_slot_ffts<real_t, true>(plan, re, im, work);
+}
+
+}  // namespace mbdlfast
