@@ -102,27 +102,39 @@ PrunedRowPlan<real_t> make_pruned_row_plan(const real_t* weight, int64_t W) {
   return plan;
 }
 
-// In-place radix-2 FFT of length P (a compile-time power of two) over the slots a, Q + a, ...,
+// In-place radix-2 FFT of length P (a compile-time power of two, >= 4) over the slots a, Q + a, ...,
 // (P-1)Q + a of a lane buffer, for every a < Q; ``inverse``: conjugate twiddles, unnormalised.
-// ``tmp`` holds 2 * P * kLanes values.
+// Decimation in time: the first stage (twiddle 1) reads the slots in bit-reversed order and the last
+// stage writes them back, so the middle stages alone run in ``tmp`` (2 * P * kLanes values).
 template <typename real_t, int P, bool inverse>
 MBDLFAST_INLINE void slot_ffts(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im,
                                real_t* __restrict tmp) {
+  static_assert(P >= 4 && (P & (P - 1)) == 0, "slot_ffts: P must be a power of two >= 4");
   constexpr int L = PrunedRowPlan<real_t>::kLanes;
   const int64_t Q = plan.Q;
   real_t* __restrict tr = tmp;
   real_t* __restrict ti = tmp + P * L;
+  const auto twiddle = [&](int j, int stride, real_t& wr, real_t& wi) {
+    wr = plan.fft_re[j * stride];
+    wi = inverse ? -plan.fft_im[j * stride] : plan.fft_im[j * stride];
+  };
   for (int64_t a = 0; a < Q; ++a) {
-    for (int b = 0; b < P; ++b) {
-      const int64_t dst = plan.bit_reverse[b] * L, src = (Q * b + a) * L;
+    for (int i = 0; i < P / 2; ++i) {  // stage 1: pairs (rev(2i), rev(2i) + P/2) of the input
+      const int64_t u = (Q * plan.bit_reverse[2 * i] + a) * L, v = u + Q * (P / 2) * L;
+      real_t* __restrict o0r = tr + 2 * i * L;
+      real_t* __restrict o0i = ti + 2 * i * L;
 #pragma omp simd
-      for (int l = 0; l < L; ++l) tr[dst + l] = re[src + l], ti[dst + l] = im[src + l];
+      for (int l = 0; l < L; ++l) {
+        o0r[l] = re[u + l] + re[v + l], o0i[l] = im[u + l] + im[v + l];
+        o0r[L + l] = re[u + l] - re[v + l], o0i[L + l] = im[u + l] - im[v + l];
+      }
     }
-    for (int half = 1; half < P; half *= 2) {
+    for (int half = 2; half < P / 2; half *= 2) {  // middle stages, in tmp
       const int stride = P / (2 * half);
       for (int start = 0; start < P; start += 2 * half) {
         for (int j = 0; j < half; ++j) {
-          const real_t wr = plan.fft_re[j * stride], wi = inverse ? -plan.fft_im[j * stride] : plan.fft_im[j * stride];
+          real_t wr, wi;
+          twiddle(j, stride, wr, wi);
           real_t* __restrict ur = tr + (start + j) * L;
           real_t* __restrict ui = ti + (start + j) * L;
           real_t* __restrict vr = tr + (start + j + half) * L;
@@ -136,10 +148,35 @@ MBDLFAST_INLINE void slot_ffts(const PrunedRowPlan<real_t>& plan, real_t* __rest
         }
       }
     }
-    for (int c = 0; c < P; ++c) {
-      const int64_t src = c * L, dst = (Q * c + a) * L;
+    for (int j = 0; j < P / 2; ++j) {  // last stage: outputs j and j + P/2 straight to their slots
+      real_t wr, wi;
+      twiddle(j, 1, wr, wi);
+      const real_t* __restrict ur = tr + j * L;
+      const real_t* __restrict ui = ti + j * L;
+      const real_t* __restrict vr = tr + (j + P / 2) * L;
+      const real_t* __restrict vi = ti + (j + P / 2) * L;
+      const int64_t o0 = (Q * j + a) * L, o1 = o0 + Q * (P / 2) * L;
 #pragma omp simd
-      for (int l = 0; l < L; ++l) re[dst + l] = tr[src + l], im[dst + l] = ti[src + l];
+      for (int l = 0; l < L; ++l) {
+        const real_t xr = wr * vr[l] - wi * vi[l], xi = wr * vi[l] + wi * vr[l];
+        re[o0 + l] = ur[l] + xr, im[o0 + l] = ui[l] + xi;
+        re[o1 + l] = ur[l] - xr, im[o1 + l] = ui[l] - xi;
+      }
+    }
+  }
+}
+
+// The length-2 case: one butterfly per a, slot a and slot Q + a.
+template <typename real_t>
+MBDLFAST_INLINE void slot_ffts_2(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes;
+  for (int64_t a = 0; a < plan.Q; ++a) {
+    const int64_t u = a * L, v = (plan.Q + a) * L;
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+      const real_t sr = re[u + l] + re[v + l], si = im[u + l] + im[v + l];
+      re[v + l] = re[u + l] - re[v + l], im[v + l] = im[u + l] - im[v + l];
+      re[u + l] = sr, im[u + l] = si;
     }
   }
 }
@@ -148,7 +185,7 @@ template <typename real_t, bool inverse>
 MBDLFAST_INLINE void all_slot_ffts(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im,
                                    real_t* __restrict tmp) {
   switch (plan.P) {
-    case 2: return slot_ffts<real_t, 2, inverse>(plan, re, im, tmp);
+    case 2: return slot_ffts_2(plan, re, im);
     case 4: return slot_ffts<real_t, 4, inverse>(plan, re, im, tmp);
     case 8: return slot_ffts<real_t, 8, inverse>(plan, re, im, tmp);
     case 16: return slot_ffts<real_t, 16, inverse>(plan, re, im, tmp);
