@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import math
 import os
 import threading
 from typing import Callable, Iterator
@@ -26,9 +27,9 @@ BACKENDS = ("torch", "triton", "cpp", "cuda", "naive")
 # Backends "auto" may pick, per device type, fastest first; "naive" is deliberately absent.
 AUTO_ORDER = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpp", "torch")}
 
-# Measured crossovers (benchmarks/bench_sense.py, CPU): on inputs whose largest tensor has fewer
-# elements than this, "auto" skips the backend for the op (its per-call costs outweigh its savings
-# there). sense_forward at 15x320x368, R=4 on 2 cores: torch 6.6 ms vs cpp 8.0 ms with shared
+# Measured crossovers (benchmarks/bench_sense.py, CPU): on inputs with fewer coil-data elements
+# (batch x coils x H x W, see _coil_elements) than this, "auto" skips the backend for the op (its
+# per-call costs outweigh its savings there). sense_forward at 15x320x368, R=4 on 2 cores: torch 6.6 ms vs cpp 8.0 ms with shared
 # maps of 1.8 M elements; cpp 58 ms vs torch 101 ms at batch 4 with 7.1 M.
 AUTO_MIN_ELEMENTS: dict[tuple[str, str], dict[str, float]] = {
     ("cpu", "cpp"): {"sense_forward": 4_000_000, "sense_forward_compact": 1_000_000},
@@ -136,7 +137,7 @@ def choose(op: str, device: torch.device, backend: str | None = None, args: tupl
             raise RuntimeError(f"backend {wanted!r} cannot run {op} on {device}: " + "; ".join(reasons))
         return wanted, impls[wanted], "forced"
     skipped = []
-    size = max((arg.numel() for arg in args if isinstance(arg, torch.Tensor)), default=0)
+    size = _coil_elements(args)
     for candidate in AUTO_ORDER.get(device.type, ("torch",)):
         if candidate not in impls:
             skipped.append(f"{candidate}: not implemented")
@@ -152,6 +153,18 @@ def choose(op: str, device: torch.device, backend: str | None = None, args: tupl
             return candidate, impls[candidate], why + (f" (skipped {'; '.join(skipped)})" if skipped else "")
         skipped.append(f"{candidate}: {reason}")
     return "torch", impls["torch"], "auto: fallback to torch (" + "; ".join(skipped) + ")"
+
+
+def _coil_elements(args: tuple) -> int:
+    """Elements of the coil-resolved data an op touches: its largest tensor, or batch x the maps'
+    (C,H,W) when maps shared over the batch (a (C,H,W) or (1,C,H,W) tensor) are the largest."""
+    tensors = [arg for arg in args if isinstance(arg, torch.Tensor)]
+    if not tensors:
+        return 0
+    largest = max(tensors, key=torch.Tensor.numel)
+    batch = tensors[0].shape[0] if tensors[0].dim() >= 3 else 1
+    shared_maps = largest is not tensors[0] and (largest.dim() == 3 or (largest.dim() == 4 and largest.shape[0] == 1))
+    return batch * math.prod(largest.shape[-3:]) if shared_maps else largest.numel()
 
 
 def report(device: torch.device | str = "cpu") -> dict[str, dict[str, str]]:
