@@ -252,5 +252,10 @@ def test_auto_follows_the_measured_crossovers():
     assert backend == "torch" and "cpp: measured slower" in why
     assert ops.choose("sense_normal", torch.device("cpu"), None, (x, maps, mask))[0] == "cpp"
     assert ops.choose("sense_forward_compact", torch.device("cpu"), "cpp", (x, maps, columns))[0] == "cpp"  # forced
+    # The crossover counts batch x maps when the maps are shared: A at 15x320x368 picks cpp at batch 4 only.
+    shared_maps, image = torch.empty(15, 320, 368, dtype=torch.complex64), torch.empty(4, 320, 368, dtype=torch.complex64)
+    full_mask = torch.ones(368, dtype=torch.bool)
+    assert ops.choose("sense_forward", torch.device("cpu"), None, (image, shared_maps, full_mask))[0] == "cpp"
+    assert ops.choose("sense_forward", torch.device("cpu"), None, (image[:1], shared_maps, full_mask))[0] == "torch"
     assert relative_error(ops.sense_forward_compact(x, maps, columns),
                           reference.sense_forward_compact(x.to(torch.complex128), maps.to(torch.complex128), columns)) <= 1e-5
