@@ -56,6 +56,19 @@ def test_compact_ops_match_reference(case, per_batch_columns):
     assert relative_error(adjoint, reference.sense_adjoint_compact(yc, maps, columns)) <= 1e-5
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_compact_adjoint_adds_up_repeated_columns(batched):
+    x = torch.randn(2, 6, 10, dtype=torch.complex128)
+    maps = torch.randn(3, 6, 10, dtype=torch.complex128)
+    columns = torch.tensor([7, 2, 2, 0])
+    columns = columns.expand(2, -1) if batched else columns
+    yc = torch.randn(2, 3, 6, 4, dtype=torch.complex128)
+    for backend in ("naive", "torch"):
+        forward = ops.sense_forward_compact(x, maps, columns, backend=backend)
+        adjoint = ops.sense_adjoint_compact(yc, maps, columns, backend=backend)
+        assert torch.vdot(forward.flatten(), yc.flatten()).allclose(torch.vdot(x.flatten(), adjoint.flatten()))
+
+
 def test_real_valued_mask_weights_match_reference():
     x, maps, _, _ = make_problem(3, 10, 7, 2, per_batch_maps=True, mask_kind="1d")
     weights = torch.rand(7, dtype=torch.float64)  # not 0/1: the normal operator applies M twice

@@ -89,11 +89,12 @@ def to_compact(k: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
 
 
 def from_compact(kc: torch.Tensor, columns: torch.Tensor, width: int) -> torch.Tensor:
-    """Zero-fill compact (B,C,H,n_s) k-space back to the full (B,C,H,W) grid."""
+    """Zero-fill compact (B,C,H,n_s) k-space back to the full (B,C,H,W) grid: the adjoint of
+    :func:`to_compact`, so values at a repeated column add up."""
     full = kc.new_zeros(*kc.shape[:-1], width)
     index = columns if columns.dim() == 2 else columns.unsqueeze(0)
     index = index[:, None, None, :].expand(kc.shape)
-    return full.scatter(-1, index, kc)
+    return full.scatter_add(-1, index, kc)
 
 
 def sense_forward_compact(x: torch.Tensor, maps: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:

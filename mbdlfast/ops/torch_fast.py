@@ -160,11 +160,11 @@ def _unmodulated_compact_coil_images(yc: torch.Tensor, columns: torch.Tensor, wi
     kept = torch.fft.ifft(yc * p_h.conj()[:, None], dim=-2, norm="ortho")
     phased = p_w.conj()[columns]
     kept = kept * (phased if columns.dim() == 1 else phased[:, None, None, :])
-    full = kept.new_zeros(*kept.shape[:-1], width)
+    full = kept.new_zeros(*kept.shape[:-1], width)  # zero-fill; a repeated column adds up (adjoint of a gather)
     if columns.dim() == 1:
-        full = full.index_copy(-1, columns, kept)
+        full = full.index_add(-1, columns, kept)
     else:
-        full = full.scatter(-1, columns[:, None, None, :].expand(kept.shape), kept)
+        full = full.scatter_add(-1, columns[:, None, None, :].expand(kept.shape), kept)
     return torch.fft.ifft(full, dim=-1, norm="ortho")
 
 
