@@ -67,7 +67,8 @@ def test_forward_and_adjoint_full_and_compact_match_reference(case, per_batch):
 
 
 # Widths whose rows split as W = P * Q for the pruned row transform (P = 4 .. 64), sampling
-# patterns with empty residue groups, a single column and every column, and batched masks.
+# patterns with empty residue groups, a single column and every column, and batched masks; each
+# case runs with the transform the work model picks and with each one forced.
 PRUNED_CASES = [(20, 19, 368, 2), (3, 21, 320, 1), (5, 18, 180, 2), (2, 9, 12, 3), (1, 17, 64, 1)]
 
 
@@ -103,6 +104,19 @@ def test_pruned_row_transform_matches_reference(case, row_transform, monkeypatch
              reference.dc_gradient_step(x, maps, mask, AHy, 0.3)),
         ])
         assert relative_error(ops.sense_normal(x, maps, mask, backend="cpp"), reference.sense_normal(x, maps, mask)) <= 1e-12
+    # A and A^H, full and compact (with a repeated column), run the same transforms one way each.
+    y = torch.randn(batch, coils, height, width, dtype=torch.complex128)
+    columns = torch.tensor([width - 1, 0, 3, 3, width // 2])
+    yc = torch.randn(batch, coils, height, columns.numel(), dtype=torch.complex128)
+    mask = masks.equispaced(width, 4, 0.08, offset=0)
+    x64, maps64, y64, yc64 = (t.to(torch.complex64) for t in (x, maps, y, yc))
+    assert_complex64_matches([
+        (ops.sense_forward(x64, maps64, mask, backend="cpp"), reference.sense_forward(x, maps, mask)),
+        (ops.sense_adjoint(y64, maps64, mask, backend="cpp"), reference.sense_adjoint(y, maps, mask)),
+        (ops.sense_forward_compact(x64, maps64, columns, backend="cpp"), reference.sense_forward_compact(x, maps, columns)),
+        (ops.sense_adjoint_compact(yc64, maps64, columns, backend="cpp"), reference.sense_adjoint_compact(yc, maps, columns)),
+    ])
+    assert relative_error(ops.sense_adjoint(y, maps, mask, backend="cpp"), reference.sense_adjoint(y, maps, mask)) <= 1e-12
 
 
 def test_forced_row_transform_on_odd_widths_and_a_bad_setting(monkeypatch):

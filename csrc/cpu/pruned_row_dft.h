@@ -16,8 +16,12 @@
 // imaginary parts of x[n] for kLanes rows), so every inner loop runs over the lanes and vectorises.
 #pragma once
 
+#include <c10/util/Exception.h>
+
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #define MBDLFAST_INLINE inline __attribute__((always_inline))
@@ -33,7 +37,8 @@ struct PrunedRowPlan {
   std::vector<int64_t> bit_reverse;          // P entries
   std::vector<real_t> fft_re, fft_im;        // exp(-2 pi i j / P), j < P/2
   std::vector<int64_t> group_begin;          // P + 1 offsets into freqs (frequencies grouped by k mod P)
-  std::vector<real_t> scale;                 // weight[k] / W per sampled frequency
+  std::vector<real_t> scale;                 // weight[k] * norm per sampled frequency
+  std::vector<int64_t> position;             // W entries: k's index among the sampled, or -1
   std::vector<real_t> coef_re, coef_im;      // exp(-2 pi i a k / W), (sampled frequency, a) row-major
 
   int64_t sampled() const { return static_cast<int64_t>(scale.size()); }
@@ -65,8 +70,10 @@ inline int64_t normal_1d_row_split(int64_t W, int64_t sampled) {
   return pruned_work < kFftCostFactor * fft_work ? P : 0;
 }
 
+// The plan for the frequencies with weight[k] != 0, each scaled by weight[k] * norm in the forward
+// stage (norm = 1/W for A^H A, where the inverse FFT's 1/W is folded in; 1/sqrt(W) for A, "ortho").
 template <typename real_t>
-PrunedRowPlan<real_t> make_pruned_row_plan(const real_t* weight, int64_t W) {
+PrunedRowPlan<real_t> make_pruned_row_plan(const real_t* weight, int64_t W, double norm) {
   PrunedRowPlan<real_t> plan;
   plan.W = W;
   int64_t sampled = 0;
@@ -86,11 +93,13 @@ PrunedRowPlan<real_t> make_pruned_row_plan(const real_t* weight, int64_t W) {
     plan.fft_im.push_back(static_cast<real_t>(-std::sin(two_pi * j / plan.P)));
   }
   plan.group_begin.assign(plan.P + 1, 0);
+  plan.position.assign(W, -1);
   for (int64_t c = 0; c < plan.P; ++c) {
     plan.group_begin[c] = plan.sampled();
     for (int64_t k = c; k < W; k += plan.P) {
       if (weight[k] == 0) continue;
-      plan.scale.push_back(static_cast<real_t>(weight[k] / static_cast<double>(W)));
+      plan.position[k] = plan.sampled();
+      plan.scale.push_back(static_cast<real_t>(weight[k] * norm));
       for (int64_t a = 0; a < plan.Q; ++a) {
         const double angle = -two_pi * static_cast<double>((a * k) % W) / static_cast<double>(W);
         plan.coef_re.push_back(static_cast<real_t>(std::cos(angle)));
@@ -274,17 +283,54 @@ MBDLFAST_INLINE void pruned_inverse(const PrunedRowPlan<real_t>& plan, const rea
   }
 }
 
-// T = IFFT diag(weight) FFT on kLanes rows held in (re, im) slot order, in place.
-// ``work`` holds 2 * (P + sampled) * kLanes values.
+// Where the pruned spectrum of a row transform lives in ``work``: 2 * sampled * kLanes values (real
+// parts, then imaginary parts), after the 2 * P * kLanes of FFT scratch. ``work`` holds both.
+template <typename real_t>
+real_t* pruned_spectrum(const PrunedRowPlan<real_t>& plan, real_t* work) {
+  return work + 2 * plan.P * PrunedRowPlan<real_t>::kLanes;
+}
+
+// Scaled DFT at the sampled frequencies: pruned_spectrum <- scale * FFT(rows); the slots are clobbered.
+template <typename real_t>
+MBDLFAST_INLINE void pruned_row_forward(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im,
+                                        real_t* __restrict work) {
+  all_slot_ffts<real_t, false>(plan, re, im, work);
+  pruned_forward(plan, re, im, pruned_spectrum(plan, work));
+}
+
+// Its adjoint: rows <- (FFT restricted to the sampled frequencies)^H (scale * pruned_spectrum).
+template <typename real_t>
+MBDLFAST_INLINE void pruned_row_adjoint(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im,
+                                        real_t* __restrict work) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes;
+  real_t* __restrict z = pruned_spectrum(plan, work);
+  const int64_t S = plan.sampled();
+  for (int64_t k = 0; k < S; ++k) {
+    const real_t s = plan.scale[k];
+#pragma omp simd
+    for (int l = 0; l < L; ++l) z[k * L + l] *= s, z[(S + k) * L + l] *= s;
+  }
+  pruned_inverse(plan, z, re, im);
+  all_slot_ffts<real_t, true>(plan, re, im, work);
+}
+
+// T = IFFT diag(weight) FFT on kLanes rows held in (re, im) slot order, in place (plan norm 1/W).
 template <typename real_t>
 MBDLFAST_INLINE void pruned_row_normal(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im,
                                        real_t* __restrict work) {
-  constexpr int L = PrunedRowPlan<real_t>::kLanes;
-  real_t* __restrict z = work + 2 * plan.P * L;
-  all_slot_ffts<real_t, false>(plan, re, im, work);
-  pruned_forward(plan, re, im, z);
-  pruned_inverse(plan, z, re, im);
+  pruned_row_forward(plan, re, im, work);
+  pruned_inverse(plan, pruned_spectrum(plan, work), re, im);
   all_slot_ffts<real_t, true>(plan, re, im, work);
+}
+
+// MBDLFAST_ROW_TRANSFORM=pruned|fft forces one row transform (for benchmarks and tests); unset or
+// "auto" takes the work model's choice (normal_1d_row_split).
+inline bool use_pruned_rows(int64_t W, int64_t sampled) {
+  const char* forced = std::getenv("MBDLFAST_ROW_TRANSFORM");
+  const std::string choice = forced ? forced : "auto";
+  TORCH_CHECK(choice == "auto" || choice == "pruned" || choice == "fft",
+              "mbdlfast cpp: MBDLFAST_ROW_TRANSFORM must be auto, pruned or fft, got '", choice, "'");
+  return choice == "auto" ? normal_1d_row_split(W, sampled) > 0 : choice == "pruned";
 }
 
 }  // namespace mbdlfast

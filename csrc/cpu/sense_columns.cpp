@@ -5,6 +5,8 @@
 // transformed along W in a thread-local buffer, and only the sampled columns (times the output
 // modulation p_w) are kept; then the short (C,H,n_s) array is transformed along H and multiplied by
 // p_h. The adjoint runs the same steps backwards, zero-filling rows in cache instead of in memory.
+// The transform along W runs one of two ways (see pruned_row_dft.h): at the sampled frequencies only,
+// on coil rows in vector lanes, where the work model prefers it; otherwise as batched at::fft calls.
 // Centring without shifts: fftc(x)[k] = p[k] FFT(q x)[k], q[n] = w^(-c n), p[k] = w^(c^2 - c k),
 // c = N / 2, w = exp(-2 pi i / N); ifftc is its conjugate transpose.
 //
@@ -21,6 +23,9 @@
 #include <vector>
 
 #include "complex_math.h"
+#include "isa_dispatch.h"
+#include "lane_transpose.h"
+#include "pruned_row_dft.h"
 
 namespace {
 
@@ -111,25 +116,163 @@ int64_t rows_per_block(int64_t C, int64_t W, size_t element_bytes) {
   return std::max<int64_t>(1, kBlockBytes / (C * W * static_cast<int64_t>(element_bytes)));
 }
 
-// One batch entry of the forward: x_b (H,W), maps_b (C,H,W) -> out_b (C,H,n) at the given columns.
+// The pruned row transform over one block of up to kLanes image rows [h0, h0 + rows), coil by coil
+// (lane l = image row h0 + l). Output column j is the plan's frequency position[j] times phase[j].
 template <typename real_t>
-void forward_entry(const at::Tensor& x_b, const at::Tensor& maps_b, const Columns<real_t>& cols, const Phases<real_t>& ph_h,
-                   const Phases<real_t>& ph_w, at::Tensor& out_b) {
+struct ColumnBlock {
+  const mbdlfast::PrunedRowPlan<real_t>* plan;
+  const std::complex<real_t>* maps;   // C x rows x W at row h0, coil stride HW
+  const std::complex<real_t>* image;  // forward: q_h q_w x for the block's rows (rows x W)
+  std::complex<real_t>* out;          // adjoint: the block's image rows (rows x W)
+  const std::complex<real_t>* rows_k_in;  // adjoint input (C, H, n)
+  std::complex<real_t>* rows_k_out;       // forward output (C, H, n)
+  const int64_t* position;            // n plan positions
+  const std::complex<real_t>* phase;  // n column phases
+  int64_t rows, C, H, HW, h0, n;
+  real_t *re, *im, *work;
+  const std::complex<real_t>* zeros;  // W zeros
+};
+
+template <typename real_t>
+MBDLFAST_INLINE void lane_rows(const ColumnBlock<real_t>& blk, int64_t c, const std::complex<real_t>** maps_rows,
+                               const std::complex<real_t>** image_rows, std::complex<real_t>** out_rows) {
+  const int64_t W = blk.plan->W;
+  for (int l = 0; l < mbdlfast::PrunedRowPlan<real_t>::kLanes; ++l) {
+    const bool valid = l < blk.rows;
+    maps_rows[l] = valid ? blk.maps + c * blk.HW + l * W : blk.zeros;
+    if (image_rows) image_rows[l] = valid ? blk.image + l * W : blk.zeros;
+    if (out_rows) out_rows[l] = valid ? blk.out + l * W : nullptr;
+  }
+}
+
+template <typename real_t>
+struct PrunedForwardBlock {
+  using Args = ColumnBlock<real_t>;
+
+  template <bool avx512>
+  MBDLFAST_INLINE static void run(const Args& blk) {
+    using cplx = std::complex<real_t>;
+    constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
+    const int64_t W = blk.plan->W, S = blk.plan->sampled();
+    const real_t* z = mbdlfast::pruned_spectrum(*blk.plan, blk.work);
+    for (int64_t c = 0; c < blk.C; ++c) {
+      const cplx* s[L];
+      const cplx* xs[L];
+      lane_rows(blk, c, s, xs, static_cast<cplx**>(nullptr));
+      int64_t tail = 0;
+      if constexpr (avx512 && std::is_same_v<real_t, float>) tail = mbdlfast::to_lanes_avx512(s, xs, W, blk.re, blk.im);
+      mbdlfast::to_lanes(s, xs, tail, W, blk.re, blk.im);
+      mbdlfast::pruned_row_forward(*blk.plan, blk.re, blk.im, blk.work);
+      cplx* dst = blk.rows_k_out + (c * blk.H + blk.h0) * blk.n;
+      for (int64_t j = 0; j < blk.n; ++j) {
+        const int64_t p = blk.position[j];
+        for (int64_t l = 0; l < blk.rows; ++l) dst[l * blk.n + j] = cmul(cplx(z[p * L + l], z[(S + p) * L + l]), blk.phase[j]);
+      }
+    }
+  }
+};
+
+template <typename real_t>
+struct PrunedAdjointBlock {
+  using Args = ColumnBlock<real_t>;
+
+  template <bool avx512>
+  MBDLFAST_INLINE static void run(const Args& blk) {
+    using cplx = std::complex<real_t>;
+    constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
+    const int64_t W = blk.plan->W, S = blk.plan->sampled();
+    real_t* z = mbdlfast::pruned_spectrum(*blk.plan, blk.work);
+    for (int64_t i = 0; i < blk.rows * W; ++i) blk.out[i] = 0;
+    for (int64_t c = 0; c < blk.C; ++c) {
+      std::fill(z, z + 2 * S * L, real_t(0));
+      const cplx* src = blk.rows_k_in + (c * blk.H + blk.h0) * blk.n;
+      for (int64_t j = 0; j < blk.n; ++j) {  // += so that repeated columns add up, as the adjoint of a gather must
+        const int64_t p = blk.position[j];
+        for (int64_t l = 0; l < blk.rows; ++l) {
+          const cplx v = cmul_conj(blk.phase[j], src[l * blk.n + j]);
+          z[p * L + l] += v.real(), z[(S + p) * L + l] += v.imag();
+        }
+      }
+      mbdlfast::pruned_row_adjoint(*blk.plan, blk.re, blk.im, blk.work);
+      const cplx* s[L];
+      cplx* o[L];
+      lane_rows(blk, c, s, static_cast<const cplx**>(nullptr), o);
+      int64_t tail = 0;
+      if constexpr (avx512 && std::is_same_v<real_t, float>) tail = mbdlfast::from_lanes_avx512(s, blk.re, blk.im, W, o);
+      mbdlfast::from_lanes(s, blk.re, blk.im, tail, W, o);
+    }
+  }
+};
+
+// The plan for the distinct sampled columns (scale 1/sqrt(W), the "ortho" FFT) and each column's
+// position in it.
+template <typename real_t>
+mbdlfast::PrunedRowPlan<real_t> column_plan(const std::vector<int64_t>& index, int64_t W, std::vector<int64_t>& position) {
+  std::vector<real_t> sampled(W, real_t(0));
+  for (int64_t col : index) sampled[col] = real_t(1);
+  auto plan = mbdlfast::make_pruned_row_plan(sampled.data(), W, 1.0 / std::sqrt(static_cast<double>(W)));
+  position.clear();
+  for (int64_t col : index) position.push_back(plan.position[col]);
+  return plan;
+}
+
+int64_t distinct_columns(const std::vector<int64_t>& index) {
+  std::vector<int64_t> sorted(index);
+  std::sort(sorted.begin(), sorted.end());
+  return std::unique(sorted.begin(), sorted.end()) - sorted.begin();
+}
+
+// q_h q_w x for image rows [h0, h0 + rows) of x (H,W), into ``x_mod`` (rows x W).
+template <typename real_t>
+void modulated_rows(const std::complex<real_t>* x, int64_t h0, int64_t rows, int64_t W, const Phases<real_t>& ph_h,
+                    const Phases<real_t>& ph_w, std::complex<real_t>* x_mod) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::complex<real_t> qh = ph_h.q[h0 + r];
+    const std::complex<real_t>* xr = x + (h0 + r) * W;
+    for (int64_t w = 0; w < W; ++w) x_mod[r * W + w] = cmul(xr[w], cmul(qh, ph_w.q[w]));
+  }
+}
+
+// Forward, along W: rows_k (C,H,n) = p_w * FFT_W(S_c q_h q_w x) at the sampled columns; pruned.
+template <typename real_t>
+void forward_rows_pruned(const std::complex<real_t>* xp, const std::complex<real_t>* sp, const Columns<real_t>& cols,
+                         const Phases<real_t>& ph_h, const Phases<real_t>& ph_w, const std::vector<std::complex<real_t>>& column_phase,
+                         int64_t C, int64_t H, int64_t W, std::complex<real_t>* rk) {
   using cplx = std::complex<real_t>;
-  const int64_t C = maps_b.size(0), H = maps_b.size(1), W = maps_b.size(2), HW = H * W;
+  constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
+  std::vector<int64_t> position;
+  const auto plan = column_plan<real_t>(cols.index, W, position);
+  const auto kernel = mbdlfast::best_isa<PrunedForwardBlock<real_t>>();
+  const int64_t n = static_cast<int64_t>(cols.index.size()), blocks = (H + L - 1) / L;
+#pragma omp parallel
+  {
+    std::vector<real_t> lanes(2 * W * L + 2 * (plan.P + plan.sampled()) * L);
+    std::vector<cplx> x_mod(L * W);
+    const std::vector<cplx> zeros(W);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t block = 0; block < blocks; ++block) {
+      const int64_t h0 = block * L, rows = std::min<int64_t>(L, H - h0);
+      modulated_rows(xp, h0, rows, W, ph_h, ph_w, x_mod.data());
+      kernel({&plan, sp + h0 * W, x_mod.data(), nullptr, nullptr, rk, position.data(), column_phase.data(), rows, C, H, H * W, h0, n,
+              lanes.data(), lanes.data() + W * L, lanes.data() + 2 * W * L, zeros.data()});
+    }
+  }
+}
+
+// The same with batched at::fft calls over blocks of rows.
+template <typename real_t>
+void forward_rows_fft(const std::complex<real_t>* xp, const std::complex<real_t>* sp, const Columns<real_t>& cols,
+                      const Phases<real_t>& ph_h, const Phases<real_t>& ph_w, const std::vector<std::complex<real_t>>& column_phase,
+                      int64_t C, int64_t H, int64_t W, const at::TensorOptions& options, std::complex<real_t>* rk) {
+  using cplx = std::complex<real_t>;
+  const int64_t HW = H * W;
   const int64_t n = static_cast<int64_t>(cols.index.size());
   const int64_t rows_max = rows_per_block(C, W, sizeof(cplx));
   const int64_t blocks = (H + rows_max - 1) / rows_max;
-  const auto* xp = reinterpret_cast<const cplx*>(x_b.data_ptr());
-  const auto* sp = reinterpret_cast<const cplx*>(maps_b.data_ptr());
-  auto rows_k = at::empty({C, H, n}, out_b.options());  // row-transformed sampled columns
-  auto* rk = reinterpret_cast<cplx*>(rows_k.data_ptr());
-  std::vector<cplx> column_phase(n);
-  for (int64_t j = 0; j < n; ++j) column_phase[j] = ph_w.p[cols.index[j]];
 #pragma omp parallel
   {
     at::NoGradGuard no_grad;
-    auto coil_rows = at::empty({C, rows_max, W}, out_b.options());
+    auto coil_rows = at::empty({C, rows_max, W}, options);
     auto spectrum = at::empty_like(coil_rows);
     auto* buf = reinterpret_cast<cplx*>(coil_rows.data_ptr());
     const auto* spec = reinterpret_cast<const cplx*>(spectrum.data_ptr());
@@ -137,11 +280,7 @@ void forward_entry(const at::Tensor& x_b, const at::Tensor& maps_b, const Column
 #pragma omp for schedule(dynamic, 1)
     for (int64_t block = 0; block < blocks; ++block) {
       const int64_t h0 = block * rows_max, rows = std::min(rows_max, H - h0);
-      for (int64_t r = 0; r < rows; ++r) {
-        const cplx qh = ph_h.q[h0 + r];
-        const cplx* xr = xp + (h0 + r) * W;
-        for (int64_t w = 0; w < W; ++w) x_mod[r * W + w] = cmul(xr[w], cmul(qh, ph_w.q[w]));
-      }
+      modulated_rows(xp, h0, rows, W, ph_h, ph_w, x_mod.data());
       for (int64_t c = 0; c < C; ++c) {
         for (int64_t r = 0; r < rows; ++r) {
           const cplx* sr = sp + c * HW + (h0 + r) * W;
@@ -161,6 +300,26 @@ void forward_entry(const at::Tensor& x_b, const at::Tensor& maps_b, const Column
       }
     }
   }
+}
+
+// One batch entry of the forward: x_b (H,W), maps_b (C,H,W) -> out_b (C,H,n) at the given columns.
+template <typename real_t>
+void forward_entry(const at::Tensor& x_b, const at::Tensor& maps_b, const Columns<real_t>& cols, const Phases<real_t>& ph_h,
+                   const Phases<real_t>& ph_w, at::Tensor& out_b) {
+  using cplx = std::complex<real_t>;
+  const int64_t C = maps_b.size(0), H = maps_b.size(1), W = maps_b.size(2);
+  const int64_t n = static_cast<int64_t>(cols.index.size());
+  const auto* xp = reinterpret_cast<const cplx*>(x_b.data_ptr());
+  const auto* sp = reinterpret_cast<const cplx*>(maps_b.data_ptr());
+  auto rows_k = at::empty({C, H, n}, out_b.options());  // row-transformed sampled columns
+  auto* rk = reinterpret_cast<cplx*>(rows_k.data_ptr());
+  std::vector<cplx> column_phase(n);
+  for (int64_t j = 0; j < n; ++j) column_phase[j] = ph_w.p[cols.index[j]];
+  if (mbdlfast::use_pruned_rows(W, distinct_columns(cols.index))) {
+    forward_rows_pruned(xp, sp, cols, ph_h, ph_w, column_phase, C, H, W, rk);
+  } else {
+    forward_rows_fft(xp, sp, cols, ph_h, ph_w, column_phase, C, H, W, out_b.options(), rk);
+  }
   at::fft_fft_out(out_b, rows_k, c10::nullopt, 1, "ortho");
   auto* op = reinterpret_cast<cplx*>(out_b.data_ptr());
 #pragma omp parallel for collapse(2) schedule(static)
@@ -172,36 +331,44 @@ void forward_entry(const at::Tensor& x_b, const at::Tensor& maps_b, const Column
   }
 }
 
-// One batch entry of the adjoint: kc_b (C,H,n) at the given columns -> out_b (H,W).
+// Adjoint, along W: out (H,W) = sum_c conj(S_c) IFFT_W(conj(p_w) rows_k at the sampled columns)
+// (before the conj(q_h q_w) modulation); pruned.
 template <typename real_t>
-void adjoint_entry(const at::Tensor& kc_b, const at::Tensor& maps_b, const Columns<real_t>& cols, const Phases<real_t>& ph_h,
-                   const Phases<real_t>& ph_w, at::Tensor& out_b) {
+void adjoint_rows_pruned(const std::complex<real_t>* rk, const std::complex<real_t>* sp, const Columns<real_t>& cols,
+                         const std::vector<std::complex<real_t>>& column_phase, int64_t C, int64_t H, int64_t W,
+                         std::complex<real_t>* op) {
   using cplx = std::complex<real_t>;
-  const int64_t C = maps_b.size(0), H = maps_b.size(1), W = maps_b.size(2), HW = H * W;
-  const int64_t n = static_cast<int64_t>(cols.index.size());
-  auto phased = at::empty({C, H, n}, kc_b.options());
-  const auto* kp = reinterpret_cast<const cplx*>(kc_b.data_ptr());
-  auto* pp = reinterpret_cast<cplx*>(phased.data_ptr());
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t c = 0; c < C; ++c) {
-    for (int64_t h = 0; h < H; ++h) {
-      for (int64_t j = 0; j < n; ++j) {
-        pp[(c * H + h) * n + j] = cmul_conj(ph_h.p[h], kp[(c * H + h) * n + j]) * cols.scale[j];
-      }
+  constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
+  std::vector<int64_t> position;
+  const auto plan = column_plan<real_t>(cols.index, W, position);
+  const auto kernel = mbdlfast::best_isa<PrunedAdjointBlock<real_t>>();
+  const int64_t n = static_cast<int64_t>(cols.index.size()), blocks = (H + L - 1) / L;
+#pragma omp parallel
+  {
+    std::vector<real_t> lanes(2 * W * L + 2 * (plan.P + plan.sampled()) * L);
+    const std::vector<cplx> zeros(W);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t block = 0; block < blocks; ++block) {
+      const int64_t h0 = block * L, rows = std::min<int64_t>(L, H - h0);
+      kernel({&plan, sp + h0 * W, nullptr, op + h0 * W, rk, nullptr, position.data(), column_phase.data(), rows, C, H,
+              H * W, h0, n, lanes.data(), lanes.data() + W * L, lanes.data() + 2 * W * L, zeros.data()});
     }
   }
-  const auto rows_k = at::fft_ifft(phased, c10::nullopt, 1, "ortho").contiguous();
-  const auto* rk = reinterpret_cast<const cplx*>(rows_k.data_ptr());
-  const auto* sp = reinterpret_cast<const cplx*>(maps_b.data_ptr());
-  auto* op = reinterpret_cast<cplx*>(out_b.data_ptr());
+}
+
+// The same with batched at::fft calls over blocks of rows.
+template <typename real_t>
+void adjoint_rows_fft(const std::complex<real_t>* rk, const std::complex<real_t>* sp, const Columns<real_t>& cols,
+                      const std::vector<std::complex<real_t>>& column_phase, int64_t C, int64_t H, int64_t W,
+                      const at::TensorOptions& options, std::complex<real_t>* op) {
+  using cplx = std::complex<real_t>;
+  const int64_t HW = H * W, n = static_cast<int64_t>(cols.index.size());
   const int64_t rows_max = rows_per_block(C, W, sizeof(cplx));
   const int64_t blocks = (H + rows_max - 1) / rows_max;
-  std::vector<cplx> column_phase(n);
-  for (int64_t j = 0; j < n; ++j) column_phase[j] = ph_w.p[cols.index[j]];
 #pragma omp parallel
   {
     at::NoGradGuard no_grad;
-    auto spectrum = at::empty({C, rows_max, W}, kc_b.options());
+    auto spectrum = at::empty({C, rows_max, W}, options);
     auto coil_rows = at::empty_like(spectrum);
     auto* spec = reinterpret_cast<cplx*>(spectrum.data_ptr());
     const auto* buf = reinterpret_cast<const cplx*>(coil_rows.data_ptr());
@@ -220,18 +387,52 @@ void adjoint_entry(const at::Tensor& kc_b, const at::Tensor& maps_b, const Colum
       auto coil_view = coil_rows.narrow(1, 0, rows);
       at::fft_ifft_out(coil_view, spectrum.narrow(1, 0, rows), c10::nullopt, -1, "ortho");
       for (int64_t r = 0; r < rows; ++r) {
-        const int64_t h = h0 + r;
-        cplx* dst = op + h * W;
+        cplx* dst = op + (h0 + r) * W;
         std::fill(dst, dst + W, cplx(0));
         for (int64_t c = 0; c < C; ++c) {
-          const cplx* sr = sp + c * HW + h * W;
+          const cplx* sr = sp + c * HW + (h0 + r) * W;
           const cplx* br = buf + (c * rows_max + r) * W;
           for (int64_t w = 0; w < W; ++w) dst[w] += cmul_conj(sr[w], br[w]);
         }
-        const cplx qh = ph_h.q[h];
-        for (int64_t w = 0; w < W; ++w) dst[w] = cmul_conj(cmul(qh, ph_w.q[w]), dst[w]);
       }
     }
+  }
+}
+
+// One batch entry of the adjoint: kc_b (C,H,n) at the given columns -> out_b (H,W).
+template <typename real_t>
+void adjoint_entry(const at::Tensor& kc_b, const at::Tensor& maps_b, const Columns<real_t>& cols, const Phases<real_t>& ph_h,
+                   const Phases<real_t>& ph_w, at::Tensor& out_b) {
+  using cplx = std::complex<real_t>;
+  const int64_t C = maps_b.size(0), H = maps_b.size(1), W = maps_b.size(2);
+  const int64_t n = static_cast<int64_t>(cols.index.size());
+  auto phased = at::empty({C, H, n}, kc_b.options());
+  const auto* kp = reinterpret_cast<const cplx*>(kc_b.data_ptr());
+  auto* pp = reinterpret_cast<cplx*>(phased.data_ptr());
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t j = 0; j < n; ++j) {
+        pp[(c * H + h) * n + j] = cmul_conj(ph_h.p[h], kp[(c * H + h) * n + j]) * cols.scale[j];
+      }
+    }
+  }
+  const auto rows_k = at::fft_ifft(phased, c10::nullopt, 1, "ortho").contiguous();
+  const auto* rk = reinterpret_cast<const cplx*>(rows_k.data_ptr());
+  const auto* sp = reinterpret_cast<const cplx*>(maps_b.data_ptr());
+  auto* op = reinterpret_cast<cplx*>(out_b.data_ptr());
+  std::vector<cplx> column_phase(n);
+  for (int64_t j = 0; j < n; ++j) column_phase[j] = ph_w.p[cols.index[j]];
+  if (mbdlfast::use_pruned_rows(W, distinct_columns(cols.index))) {
+    adjoint_rows_pruned(rk, sp, cols, column_phase, C, H, W, op);
+  } else {
+    adjoint_rows_fft(rk, sp, cols, column_phase, C, H, W, kc_b.options(), op);
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t h = 0; h < H; ++h) {
+    const cplx qh = ph_h.q[h];
+    cplx* dst = op + h * W;
+    for (int64_t w = 0; w < W; ++w) dst[w] = cmul_conj(cmul(qh, ph_w.q[w]), dst[w]);
   }
 }
 

@@ -22,11 +22,10 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
-#include <cstdlib>
-#include <string>
 #include <type_traits>
 
 #include "complex_math.h"
+#include "isa_dispatch.h"
 #include "lane_transpose.h"
 #include "pruned_row_dft.h"
 
@@ -149,58 +148,43 @@ struct PrunedBlock {
 };
 
 
-// ``avx512_float``: use the register transposes of lane_transpose.h (float on AVX-512 only).
-template <typename real_t, bool avx512_float>
-MBDLFAST_INLINE void pruned_block_body(const PrunedBlock<real_t>& blk) {
-  using cplx = std::complex<real_t>;
-  constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
-  const int64_t W = blk.plan->W, n_rows = blk.C * blk.rows;
-  for (int64_t i = 0; i < blk.rows * W; ++i) blk.out[i] = 0;
-  for (int64_t r0 = 0; r0 < n_rows; r0 += L) {
-    // Lanes past the last coil row read a zero row and write nowhere.
-    const cplx* s[L];
-    const cplx* xs[L];
-    cplx* o[L];
-    for (int l = 0; l < L; ++l) {
-      const int64_t r = r0 + l, j = r % blk.rows;
-      const bool valid = r < n_rows;
-      s[l] = valid ? blk.maps + (r / blk.rows) * blk.HW + j * W : blk.zeros;
-      xs[l] = valid ? blk.x + j * W : blk.zeros;
-      o[l] = valid ? blk.out + j * W : nullptr;
+// The pruned path on one block (see PrunedBlock); with ``avx512`` and float, the coil products use
+// the register transposes of lane_transpose.h.
+template <typename real_t>
+struct PrunedNormalBlock {
+  using Args = PrunedBlock<real_t>;
+
+  template <bool avx512>
+  MBDLFAST_INLINE static void run(const Args& blk) {
+    using cplx = std::complex<real_t>;
+    constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
+    constexpr bool transposes = avx512 && std::is_same_v<real_t, float>;
+    const int64_t W = blk.plan->W, n_rows = blk.C * blk.rows;
+    for (int64_t i = 0; i < blk.rows * W; ++i) blk.out[i] = 0;
+    for (int64_t r0 = 0; r0 < n_rows; r0 += L) {
+      // Lanes past the last coil row read a zero row and write nowhere.
+      const cplx* s[L];
+      const cplx* xs[L];
+      cplx* o[L];
+      for (int l = 0; l < L; ++l) {
+        const int64_t r = r0 + l, j = r % blk.rows;
+        const bool valid = r < n_rows;
+        s[l] = valid ? blk.maps + (r / blk.rows) * blk.HW + j * W : blk.zeros;
+        xs[l] = valid ? blk.x + j * W : blk.zeros;
+        o[l] = valid ? blk.out + j * W : nullptr;
+      }
+      int64_t tail = 0;
+      if constexpr (transposes) tail = mbdlfast::to_lanes_avx512(s, xs, W, blk.re, blk.im);
+      mbdlfast::to_lanes(s, xs, tail, W, blk.re, blk.im);
+      mbdlfast::pruned_row_normal(*blk.plan, blk.re, blk.im, blk.work);
+      if constexpr (transposes) tail = mbdlfast::from_lanes_avx512(s, blk.re, blk.im, W, o);
+      mbdlfast::from_lanes(s, blk.re, blk.im, tail, W, o);
     }
-    int64_t tail = 0;
-    if constexpr (avx512_float) tail = mbdlfast::to_lanes_avx512(s, xs, W, blk.re, blk.im);
-    mbdlfast::to_lanes(s, xs, tail, W, blk.re, blk.im);
-    mbdlfast::pruned_row_normal(*blk.plan, blk.re, blk.im, blk.work);
-    if constexpr (avx512_float) tail = mbdlfast::from_lanes_avx512(s, blk.re, blk.im, W, o);
-    mbdlfast::from_lanes(s, blk.re, blk.im, tail, W, o);
+    if (blk.AHy) {
+      for (int64_t i = 0; i < blk.rows * W; ++i) blk.out[i] = blk.x[i] - blk.gamma * (blk.out[i] - blk.AHy[i]);
+    }
   }
-  if (blk.AHy) {
-    for (int64_t i = 0; i < blk.rows * W; ++i) blk.out[i] = blk.x[i] - blk.gamma * (blk.out[i] - blk.AHy[i]);
-  }
-}
-
-// The same body compiled for three instruction sets; pruned_block_kernel picks one at run time.
-template <typename real_t>
-__attribute__((target("avx512f,avx512dq,avx2,fma"))) void pruned_block_avx512(const PrunedBlock<real_t>& blk) {
-  pruned_block_body<real_t, std::is_same_v<real_t, float>>(blk);
-}
-template <typename real_t>
-__attribute__((target("avx2,fma"))) void pruned_block_avx2(const PrunedBlock<real_t>& blk) {
-  pruned_block_body<real_t, false>(blk);
-}
-template <typename real_t>
-void pruned_block_baseline(const PrunedBlock<real_t>& blk) {
-  pruned_block_body<real_t, false>(blk);
-}
-
-template <typename real_t>
-auto pruned_block_kernel() -> void (*)(const PrunedBlock<real_t>&) {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return &pruned_block_avx512<real_t>;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &pruned_block_avx2<real_t>;
-  return &pruned_block_baseline<real_t>;
-}
+};
 
 template <typename real_t>
 void normal_rows_pruned(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight, const at::Tensor* AHy,
@@ -210,10 +194,10 @@ void normal_rows_pruned(const at::Tensor& x, const at::Tensor& maps, const at::T
   constexpr int L = Plan::kLanes;
   const auto* wp = weight.data_ptr<real_t>();
   std::vector<Plan> plans;
-  for (int64_t b = 0; b < (s.shared_weight ? 1 : s.B); ++b) plans.push_back(mbdlfast::make_pruned_row_plan(wp + b * s.W, s.W));
+  for (int64_t b = 0; b < (s.shared_weight ? 1 : s.B); ++b) plans.push_back(mbdlfast::make_pruned_row_plan(wp + b * s.W, s.W, 1.0 / s.W));
   int64_t work_size = 0;
   for (const auto& plan : plans) work_size = std::max(work_size, 2 * (plan.P + plan.sampled()) * L);
-  const auto kernel = pruned_block_kernel<real_t>();
+  const auto kernel = mbdlfast::best_isa<PrunedNormalBlock<real_t>>();
   const auto* xp = reinterpret_cast<const cplx*>(x.data_ptr());
   const auto* sp = reinterpret_cast<const cplx*>(maps.data_ptr());
   const auto* ap = AHy ? reinterpret_cast<const cplx*>(AHy->data_ptr()) : nullptr;
@@ -236,16 +220,6 @@ void normal_rows_pruned(const at::Tensor& x, const at::Tensor& maps, const at::T
   }
 }
 
-// MBDLFAST_ROW_TRANSFORM=pruned|fft forces one row transform (for benchmarks and tests); unset or
-// "auto" takes the work model's choice (mbdlfast::normal_1d_row_split).
-bool use_pruned_rows(int64_t W, int64_t sampled) {
-  const char* forced = std::getenv("MBDLFAST_ROW_TRANSFORM");
-  const std::string choice = forced ? forced : "auto";
-  TORCH_CHECK(choice == "auto" || choice == "pruned" || choice == "fft",
-              "mbdlfast cpp: MBDLFAST_ROW_TRANSFORM must be auto, pruned or fft, got '", choice, "'");
-  return choice == "auto" ? mbdlfast::normal_1d_row_split(W, sampled) > 0 : choice == "pruned";
-}
-
 at::Tensor normal_or_step(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight, const at::Tensor* AHy,
                           double gamma) {
   const auto shape = check_normal_inputs(x, maps, weight);
@@ -256,7 +230,7 @@ at::Tensor normal_or_step(const at::Tensor& x, const at::Tensor& maps, const at:
   auto out = at::empty_like(x);
   const auto sampled = weight.ne(0).sum(1).max().item<int64_t>();
   AT_DISPATCH_COMPLEX_TYPES(x.scalar_type(), "mbdlfast_normal_1d", [&] {
-    if (use_pruned_rows(shape.W, sampled)) {
+    if (mbdlfast::use_pruned_rows(shape.W, sampled)) {
       normal_rows_pruned<typename scalar_t::value_type>(x, maps, weight, AHy, gamma, out, shape);
     } else {
       normal_rows<typename scalar_t::value_type>(x, maps, weight, AHy, gamma, out, shape);

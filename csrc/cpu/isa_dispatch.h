@@ -1,0 +1,36 @@
+// One kernel body compiled for three x86-64 instruction sets, the best chosen at run time.
+//
+// ``Kernel`` provides ``using Args = ...;`` and ``template <bool avx512> static void run(const Args&)``
+// marked MBDLFAST_INLINE, so that each wrapper below inlines it and compiles it for its own target;
+// ``avx512`` lets the body call AVX-512 helpers (lane_transpose.h) on the first path only. The
+// extension itself is built for baseline x86-64, so it loads on any x86-64 CPU.
+#pragma once
+
+#include "pruned_row_dft.h"
+
+namespace mbdlfast {
+
+template <class Kernel>
+__attribute__((target("avx512f,avx512dq,avx2,fma"))) void run_avx512(const typename Kernel::Args& args) {
+  Kernel::template run<true>(args);
+}
+
+template <class Kernel>
+__attribute__((target("avx2,fma"))) void run_avx2(const typename Kernel::Args& args) {
+  Kernel::template run<false>(args);
+}
+
+template <class Kernel>
+void run_baseline(const typename Kernel::Args& args) {
+  Kernel::template run<false>(args);
+}
+
+template <class Kernel>
+auto best_isa(void) -> void (*)(const typename Kernel::Args&) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return &run_avx512<Kernel>;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &run_avx2<Kernel>;
+  return &run_baseline<Kernel>;
+}
+
+}  // namespace mbdlfast
