@@ -6,7 +6,7 @@ import torch
 import mbdlfast.ops as ops
 from comparisons import assert_complex64_matches, relative_error, sampled_columns
 from mbdlfast._extension import extension_status
-from mbdlfast.ops import reference
+from mbdlfast.ops import dispatch, reference
 from mbdlfast.physics import masks
 from mbdlfast.ops.torch_fast import circulant_weight
 
@@ -258,18 +258,16 @@ def test_bad_inputs_raise_clear_errors():
         ops.choose("sense_normal", torch.device("meta"), "cpp")
 
 
-def test_auto_follows_the_measured_crossovers():
+def test_auto_follows_the_measured_crossovers(monkeypatch):
     x, maps, mask = make_problem(4, 20, 16, 1, per_batch_maps=False, batched_mask=False)
     x, maps = x.to(torch.complex64), maps.to(torch.complex64)
-    columns = torch.nonzero(mask).flatten()
-    backend, _, why = ops.choose("sense_forward_compact", torch.device("cpu"), None, (x, maps, columns))
-    assert backend == "torch" and "cpp: measured slower" in why
-    assert ops.choose("sense_normal", torch.device("cpu"), None, (x, maps, mask))[0] == "cpp"
-    assert ops.choose("sense_forward_compact", torch.device("cpu"), "cpp", (x, maps, columns))[0] == "cpp"  # forced
-    # The crossover counts batch x maps when the maps are shared: A at 15x320x368 picks cpp at batch 4 only.
+    assert ops.choose("sense_forward", torch.device("cpu"), None, (x, maps, mask))[0] == "cpp"
+    # A crossover counts batch x maps when the maps are shared: with one at 2 M elements, A at
+    # 15x320x368 (1.8 M per image) takes cpp at batch 4 only.
+    monkeypatch.setitem(dispatch.AUTO_MIN_ELEMENTS, ("cpu", "cpp"), {"sense_forward": 2_000_000})
     shared_maps, image = torch.empty(15, 320, 368, dtype=torch.complex64), torch.empty(4, 320, 368, dtype=torch.complex64)
     full_mask = torch.ones(368, dtype=torch.bool)
     assert ops.choose("sense_forward", torch.device("cpu"), None, (image, shared_maps, full_mask))[0] == "cpp"
-    assert ops.choose("sense_forward", torch.device("cpu"), None, (image[:1], shared_maps, full_mask))[0] == "torch"
-    assert relative_error(ops.sense_forward_compact(x, maps, columns),
-                          reference.sense_forward_compact(x.to(torch.complex128), maps.to(torch.complex128), columns)) <= 1e-5
+    backend, _, why = ops.choose("sense_forward", torch.device("cpu"), None, (image[:1], shared_maps, full_mask))
+    assert backend == "torch" and "cpp: measured slower" in why
+    assert ops.choose("sense_forward", torch.device("cpu"), "cpp", (image[:1], shared_maps, full_mask))[0] == "cpp"  # forced

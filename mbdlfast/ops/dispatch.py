@@ -27,13 +27,11 @@ BACKENDS = ("torch", "triton", "cpp", "cuda", "naive")
 # Backends "auto" may pick, per device type, fastest first; "naive" is deliberately absent.
 AUTO_ORDER = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpp", "torch")}
 
-# Measured crossovers (benchmarks/bench_sense.py, CPU): on inputs with fewer coil-data elements
-# (batch x coils x H x W, see _coil_elements) than this, "auto" skips the backend for the op (its
-# per-call costs outweigh its savings there). sense_forward at 15x320x368, R=4 on 2 cores: torch 6.6 ms vs cpp 8.0 ms with shared
-# maps of 1.8 M elements; cpp 58 ms vs torch 101 ms at batch 4 with 7.1 M.
-AUTO_MIN_ELEMENTS: dict[tuple[str, str], dict[str, float]] = {
-    ("cpu", "cpp"): {"sense_forward": 4_000_000, "sense_forward_compact": 1_000_000},
-}
+# Measured crossovers: on inputs with fewer coil-data elements (batch x coils x H x W, see
+# _coil_elements) than a backend's entry for an op, "auto" skips that backend (its per-call costs
+# outweigh its savings there). Empty on CPU since the pruned row transform: cpp is at least as fast
+# as torch from 4x64x64 up (benchmarks/bench_sense.py); the GPU backends are still to be measured.
+AUTO_MIN_ELEMENTS: dict[tuple[str, str], dict[str, float]] = {}
 
 _IMPLEMENTATIONS: dict[str, dict[str, Callable]] = {}
 # The backend forced by use_backend, per thread. A threading.local rather than a ContextVar because
