@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <complex>
 #include <cstdint>
+#include <type_traits>
 
 #include "complex_math.h"
 #include "pruned_row_dft.h"
@@ -82,7 +83,7 @@ __attribute__((target("avx512f"))) MBDLFAST_INLINE void transpose16x16(__m512* v
 // a * b (conjugate: conj(a) * b) on 8 interleaved complex floats.
 template <bool conjugate>
 __attribute__((target("avx512f"))) MBDLFAST_INLINE __m512 cmul8(__m512 a, __m512 b) {
-  const __m512 cross = _mm512_mul_ps(_mm512_movehdup_ps(a), _mm512_permute_ps(b, 0xB1));
+  const __m512 cross = _mm512_mul_ps(_mm512_movehdup_ps(a), _mm512_shuffle_ps(b, b, 0xB1));
   return conjugate ? _mm512_fmsubadd_ps(_mm512_moveldup_ps(a), b, cross)
                    : _mm512_fmaddsub_ps(_mm512_moveldup_ps(a), b, cross);
 }
@@ -128,6 +129,23 @@ __attribute__((target("avx512f"))) inline int64_t from_lanes_avx512(const std::c
     }
   }
   return end;
+}
+
+// Whole rows into and out of lane order, with the register transposes where ``avx512`` and float.
+template <bool avx512, typename real_t>
+MBDLFAST_INLINE void rows_to_lanes(const std::complex<real_t>* const* S, const std::complex<real_t>* const* x, int64_t W,
+                                   real_t* __restrict re, real_t* __restrict im) {
+  int64_t done = 0;
+  if constexpr (avx512 && std::is_same_v<real_t, float>) done = to_lanes_avx512(S, x, W, re, im);
+  to_lanes(S, x, done, W, re, im);
+}
+
+template <bool avx512, typename real_t>
+MBDLFAST_INLINE void lanes_to_rows(const std::complex<real_t>* const* S, const real_t* __restrict re,
+                                   const real_t* __restrict im, int64_t W, std::complex<real_t>* const* out) {
+  int64_t done = 0;
+  if constexpr (avx512 && std::is_same_v<real_t, float>) done = from_lanes_avx512(S, re, im, W, out);
+  from_lanes(S, re, im, done, W, out);
 }
 
 }  // namespace mbdlfast

@@ -159,9 +159,7 @@ struct PrunedForwardBlock {
       const cplx* s[L];
       const cplx* xs[L];
       lane_rows(blk, c, s, xs, static_cast<cplx**>(nullptr));
-      int64_t tail = 0;
-      if constexpr (avx512 && std::is_same_v<real_t, float>) tail = mbdlfast::to_lanes_avx512(s, xs, W, blk.re, blk.im);
-      mbdlfast::to_lanes(s, xs, tail, W, blk.re, blk.im);
+      mbdlfast::rows_to_lanes<avx512>(s, xs, W, blk.re, blk.im);
       mbdlfast::pruned_row_forward(*blk.plan, blk.re, blk.im, blk.work);
       cplx* dst = blk.rows_k_out + (c * blk.H + blk.h0) * blk.n;
       for (int64_t j = 0; j < blk.n; ++j) {
@@ -197,9 +195,7 @@ struct PrunedAdjointBlock {
       const cplx* s[L];
       cplx* o[L];
       lane_rows(blk, c, s, static_cast<const cplx**>(nullptr), o);
-      int64_t tail = 0;
-      if constexpr (avx512 && std::is_same_v<real_t, float>) tail = mbdlfast::from_lanes_avx512(s, blk.re, blk.im, W, o);
-      mbdlfast::from_lanes(s, blk.re, blk.im, tail, W, o);
+      mbdlfast::lanes_to_rows<avx512>(s, blk.re, blk.im, W, o);
     }
   }
 };

@@ -22,7 +22,6 @@
 #include <algorithm>
 #include <cmath>
 #include <complex>
-#include <type_traits>
 
 #include "complex_math.h"
 #include "isa_dispatch.h"
@@ -158,7 +157,6 @@ struct PrunedNormalBlock {
   MBDLFAST_INLINE static void run(const Args& blk) {
     using cplx = std::complex<real_t>;
     constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
-    constexpr bool transposes = avx512 && std::is_same_v<real_t, float>;
     const int64_t W = blk.plan->W, n_rows = blk.C * blk.rows;
     for (int64_t i = 0; i < blk.rows * W; ++i) blk.out[i] = 0;
     for (int64_t r0 = 0; r0 < n_rows; r0 += L) {
@@ -173,12 +171,9 @@ struct PrunedNormalBlock {
         xs[l] = valid ? blk.x + j * W : blk.zeros;
         o[l] = valid ? blk.out + j * W : nullptr;
       }
-      int64_t tail = 0;
-      if constexpr (transposes) tail = mbdlfast::to_lanes_avx512(s, xs, W, blk.re, blk.im);
-      mbdlfast::to_lanes(s, xs, tail, W, blk.re, blk.im);
+      mbdlfast::rows_to_lanes<avx512>(s, xs, W, blk.re, blk.im);
       mbdlfast::pruned_row_normal(*blk.plan, blk.re, blk.im, blk.work);
-      if constexpr (transposes) tail = mbdlfast::from_lanes_avx512(s, blk.re, blk.im, W, o);
-      mbdlfast::from_lanes(s, blk.re, blk.im, tail, W, o);
+      mbdlfast::lanes_to_rows<avx512>(s, blk.re, blk.im, W, o);
     }
     if (blk.AHy) {
       for (int64_t i = 0; i < blk.rows * W; ++i) blk.out[i] = blk.x[i] - blk.gamma * (blk.out[i] - blk.AHy[i]);
@@ -277,7 +272,7 @@ at::Tensor soft_dc_cpu(const at::Tensor& k, const at::Tensor& y, const at::Tenso
   TORCH_CHECK(k.dim() == 4, "mbdlfast cpp: k must be (B,C,H,W), got ", k.sizes());
   TORCH_CHECK(y.sizes() == k.sizes(), "mbdlfast cpp: y must have the shape of k ", k.sizes(), ", got ", y.sizes());
   TORCH_CHECK(lam.numel() == 1 && !lam.is_complex() && lam.device().is_cpu(), "mbdlfast cpp: lam must be a real CPU scalar");
-  const int64_t B = k.size(0), C = k.size(1), H = k.size(2), W = k.size(3);
+  const int64_t B = k.size(0), H = k.size(2), W = k.size(3);
   TORCH_CHECK(weight.dim() == 3 && (weight.size(0) == 1 || weight.size(0) == B) && (weight.size(1) == 1 || weight.size(1) == H) &&
                   weight.size(2) == W,
               "mbdlfast cpp: weight must be (B|1, H|1, W) with B=", B, " H=", H, " W=", W, ", got ", weight.sizes());
