@@ -437,18 +437,19 @@ at::Tensor forward_impl(const at::Tensor& x, const at::Tensor& maps, const std::
   const int64_t B = x.size(0), C = maps.size(1), H = maps.size(2), W = maps.size(3);
   const Phases<real_t> ph_h(H), ph_w(W);
   const int64_t n_compact = full ? 0 : static_cast<int64_t>(cols[0].index.size());
-  auto out = full ? at::zeros({B, C, H, W}, x.options()) : at::empty({B, C, H, n_compact}, x.options());
+  auto out = at::empty(full ? std::vector<int64_t>{B, C, H, W} : std::vector<int64_t>{B, C, H, n_compact}, x.options());
   for (int64_t b = 0; b < B; ++b) {
     const auto& entry_cols = cols[cols.size() == 1 ? 0 : b];
     const int64_t n = static_cast<int64_t>(entry_cols.index.size());
-    if (n == 0) continue;  // nothing sampled: full output stays zero (compact has no columns)
-    auto compact = full ? at::empty({C, H, n}, x.options()) : out[b];
-    forward_entry<real_t>(x[b], maps[maps.size(0) == 1 ? 0 : b], entry_cols, ph_h, ph_w, compact);
-    if (full) {
+    auto compact = full && n > 0 ? at::empty({C, H, n}, x.options()) : out[b];
+    if (n > 0) forward_entry<real_t>(x[b], maps[maps.size(0) == 1 ? 0 : b], entry_cols, ph_h, ph_w, compact);
+    if (full) {  // each k-space row written once: zeros, then its sampled columns
       using cplx = std::complex<real_t>;
       const auto* cp = reinterpret_cast<const cplx*>(compact.data_ptr());
       auto* op = reinterpret_cast<cplx*>(out.data_ptr()) + b * C * H * W;
+#pragma omp parallel for schedule(static)
       for (int64_t ch = 0; ch < C * H; ++ch) {
+        std::fill(op + ch * W, op + (ch + 1) * W, cplx(0));
         for (int64_t j = 0; j < n; ++j) op[ch * W + entry_cols.index[j]] = cp[ch * n + j];
       }
     }
@@ -475,6 +476,7 @@ at::Tensor adjoint_impl(const at::Tensor& k, const at::Tensor& maps, const std::
       compact = at::empty({C, H, n}, k.options());
       const auto* kp = reinterpret_cast<const cplx*>(k.data_ptr()) + b * C * H * W;
       auto* cp = reinterpret_cast<cplx*>(compact.data_ptr());
+#pragma omp parallel for schedule(static)
       for (int64_t ch = 0; ch < C * H; ++ch) {
         for (int64_t j = 0; j < n; ++j) cp[ch * n + j] = kp[ch * W + entry_cols.index[j]];
       }
