@@ -119,6 +119,26 @@ def test_pruned_row_transform_matches_reference(case, row_transform, monkeypatch
     assert relative_error(ops.sense_adjoint(y, maps, mask, backend="cpp"), reference.sense_adjoint(y, maps, mask)) <= 1e-12
 
 
+@pytest.mark.parametrize("isa", ["avx2", "baseline"])
+def test_pruned_kernels_on_the_lower_instruction_sets(isa, monkeypatch):
+    # This machine picks AVX-512; MBDLFAST_CPU_ISA runs the AVX2 and baseline builds of the same body.
+    monkeypatch.setenv("MBDLFAST_CPU_ISA", isa)
+    monkeypatch.setenv("MBDLFAST_ROW_TRANSFORM", "pruned")
+    x, maps, _ = make_problem(3, 21, 184, 2, per_batch_maps=True, batched_mask=False)
+    mask = masks.equispaced(184, 4, 0.08, offset=2)
+    y = torch.randn(2, 3, 21, 184, dtype=torch.complex128)
+    x64, maps64, y64 = (t.to(torch.complex64) for t in (x, maps, y))
+    assert_complex64_matches([
+        (ops.sense_normal(x64, maps64, mask, backend="cpp"), reference.sense_normal(x, maps, mask)),
+        (ops.sense_forward(x64, maps64, mask, backend="cpp"), reference.sense_forward(x, maps, mask)),
+        (ops.sense_adjoint(y64, maps64, mask, backend="cpp"), reference.sense_adjoint(y, maps, mask)),
+    ])
+    assert relative_error(ops.sense_normal(x, maps, mask, backend="cpp"), reference.sense_normal(x, maps, mask)) <= 1e-12
+    monkeypatch.setenv("MBDLFAST_CPU_ISA", "sse9")
+    with pytest.raises(RuntimeError, match="MBDLFAST_CPU_ISA must be avx512, avx2 or baseline"):
+        ops.sense_normal(x64, maps64, mask, backend="cpp")
+
+
 def test_forced_row_transform_on_odd_widths_and_a_bad_setting(monkeypatch):
     x, maps, mask = make_problem(4, 11, 97, 2, per_batch_maps=False, batched_mask=True)
     monkeypatch.setenv("MBDLFAST_ROW_TRANSFORM", "pruned")  # P = 1: a direct DFT at the sampled columns

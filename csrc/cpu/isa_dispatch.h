@@ -4,7 +4,13 @@
 // marked MBDLFAST_INLINE, so that each wrapper below inlines it and compiles it for its own target;
 // ``avx512`` lets the body call AVX-512 helpers (lane_transpose.h) on the first path only. The
 // extension itself is built for baseline x86-64, so it loads on any x86-64 CPU.
+// MBDLFAST_CPU_ISA caps the choice.
 #pragma once
+
+#include <c10/util/Exception.h>
+
+#include <cstdlib>
+#include <string>
 
 #include "pruned_row_dft.h"
 
@@ -25,11 +31,19 @@ void run_baseline(const typename Kernel::Args& args) {
   Kernel::template run<false>(args);
 }
 
+// The best path this CPU supports, capped by MBDLFAST_CPU_ISA=avx512|avx2|baseline (so that tests and
+// benchmarks can run the lower paths on a machine that has the higher ones).
 template <class Kernel>
 auto best_isa(void) -> void (*)(const typename Kernel::Args&) {
+  const char* cap_env = std::getenv("MBDLFAST_CPU_ISA");
+  const std::string cap = cap_env ? cap_env : "avx512";
+  TORCH_CHECK(cap == "avx512" || cap == "avx2" || cap == "baseline",
+              "mbdlfast cpp: MBDLFAST_CPU_ISA must be avx512, avx2 or baseline, got '", cap, "'");
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return &run_avx512<Kernel>;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &run_avx2<Kernel>;
+  if (cap == "avx512" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) {
+    return &run_avx512<Kernel>;
+  }
+  if (cap != "baseline" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &run_avx2<Kernel>;
   return &run_baseline<Kernel>;
 }
 
