@@ -132,21 +132,24 @@ def _magnitude_scores(layers, density, loss_fn, batches, binarise) -> Scores:
     return {name: layer.weight.detach().abs() for name, layer in layers.items()}
 
 
-def _snip_scores(layers, density, loss_fn, batches, binarise, *, model) -> Scores:
-    weights = [layer.weight for layer in layers.values()]
+def _summed_gradients(loss_fn: LossFn, model: nn.Module, batches, weights: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d loss / d weight summed over ``batches``."""
     total = [torch.zeros_like(w) for w in weights]
     for batch in batches:
         for acc, grad in zip(total, _weight_gradients(_checked_loss(loss_fn, model, batch), weights)):
             acc += grad
+    return total
+
+
+def _snip_scores(layers, density, loss_fn, batches, binarise, *, model) -> Scores:
+    weights = [layer.weight for layer in layers.values()]
+    total = _summed_gradients(loss_fn, model, batches, weights)
     return {name: (g * w).detach().abs() for name, g, w in zip(layers, total, weights)}
 
 
 def _grasp_scores(layers, density, loss_fn, batches, binarise, *, model) -> Scores:
     weights = [layer.weight for layer in layers.values()]
-    gradient = [torch.zeros_like(w) for w in weights]
-    for batch in batches:
-        for acc, grad in zip(gradient, _weight_gradients(_checked_loss(loss_fn, model, batch), weights)):
-            acc += grad
+    gradient = _summed_gradients(loss_fn, model, batches, weights)
     hessian_gradient = [torch.zeros_like(w) for w in weights]
     for batch in batches:
         grads = _weight_gradients(_checked_loss(loss_fn, model, batch), weights, create_graph=True)
