@@ -22,6 +22,7 @@
 #include <complex>
 #include <vector>
 
+#include "checks.h"
 #include "complex_math.h"
 #include "isa_dispatch.h"
 #include "lane_transpose.h"
@@ -57,28 +58,20 @@ struct Columns {
   std::vector<real_t> scale;
 };
 
-void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype) {
-  TORCH_CHECK(t.device().is_cpu(), "mbdlfast cpp: ", name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == dtype, "mbdlfast cpp: ", name, " must have dtype ", dtype, ", got ", t.scalar_type());
-  TORCH_CHECK(t.is_contiguous(), "mbdlfast cpp: ", name, " must be contiguous");
-}
+using mbdlfast::check_cpu_complex;
+using mbdlfast::check_cpu_tensor;
 
 // Checks the image-side operands: `image` (B,H,W) when given, maps (B|1,C,H,W). Returns {B,C,H,W}.
 std::vector<int64_t> check_maps(const at::Tensor& maps, at::ScalarType dtype, int64_t B) {
-  check_tensor(maps, "maps", dtype);
+  check_cpu_tensor(maps, "maps", dtype);
   TORCH_CHECK(maps.dim() == 4, "mbdlfast cpp: maps must be (B,C,H,W), got ", maps.sizes());
   TORCH_CHECK(maps.size(0) == 1 || maps.size(0) == B, "mbdlfast cpp: maps batch must be 1 or ", B, ", got ", maps.size(0));
   return {B, maps.size(1), maps.size(2), maps.size(3)};
 }
 
-void check_complex(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.is_complex(), "mbdlfast cpp: ", name, " must be complex64 or complex128, got ", t.scalar_type());
-  check_tensor(t, name, t.scalar_type());
-}
-
 template <typename real_t>
 std::vector<Columns<real_t>> columns_from_index(const at::Tensor& columns, int64_t B, int64_t W) {
-  check_tensor(columns, "columns", at::kLong);
+  check_cpu_tensor(columns, "columns", at::kLong);
   TORCH_CHECK(columns.dim() == 2 && (columns.size(0) == 1 || columns.size(0) == B),
               "mbdlfast cpp: columns must be (B|1, n_s) with B=", B, ", got ", columns.sizes());
   const int64_t n = columns.size(1);
@@ -96,7 +89,7 @@ std::vector<Columns<real_t>> columns_from_index(const at::Tensor& columns, int64
 
 template <typename real_t>
 std::vector<Columns<real_t>> columns_from_weight(const at::Tensor& weight, at::ScalarType complex_dtype, int64_t B, int64_t W) {
-  check_tensor(weight, "weight", c10::toRealValueType(complex_dtype));
+  check_cpu_tensor(weight, "weight", c10::toRealValueType(complex_dtype));
   TORCH_CHECK(weight.dim() == 2 && (weight.size(0) == 1 || weight.size(0) == B) && weight.size(1) == W,
               "mbdlfast cpp: weight must be (B|1, W) with B=", B, " W=", W, ", got ", weight.sizes());
   const auto* wp = weight.data_ptr<real_t>();
@@ -488,7 +481,7 @@ at::Tensor adjoint_impl(const at::Tensor& k, const at::Tensor& maps, const std::
 
 // The sizes (B,C,H,W) of maps checked against an image x (B,H,W) of the same complex dtype.
 std::vector<int64_t> check_image_and_maps(const at::Tensor& x, const at::Tensor& maps) {
-  check_complex(x, "x");
+  check_cpu_complex(x, "x");
   TORCH_CHECK(x.dim() == 3, "mbdlfast cpp: x must be (B,H,W), got ", x.sizes());
   const auto s = check_maps(maps, x.scalar_type(), x.size(0));
   TORCH_CHECK(s[2] == x.size(1) && s[3] == x.size(2), "mbdlfast cpp: maps must be (B,C,", x.size(1), ",", x.size(2), "), got ",
@@ -507,7 +500,7 @@ at::Tensor sense_forward_compact_cpu(const at::Tensor& x, const at::Tensor& maps
 }
 
 at::Tensor sense_adjoint_compact_cpu(const at::Tensor& yc, const at::Tensor& maps, const at::Tensor& columns) {
-  check_complex(yc, "yc");
+  check_cpu_complex(yc, "yc");
   TORCH_CHECK(yc.dim() == 4, "mbdlfast cpp: yc must be (B,C,H,n_s), got ", yc.sizes());
   const auto s = check_maps(maps, yc.scalar_type(), yc.size(0));
   TORCH_CHECK(columns.dim() == 2 && yc.size(1) == s[1] && yc.size(2) == s[2] && yc.size(3) == columns.size(1),
@@ -532,7 +525,7 @@ at::Tensor sense_forward_1d_cpu(const at::Tensor& x, const at::Tensor& maps, con
 }
 
 at::Tensor sense_adjoint_1d_cpu(const at::Tensor& y, const at::Tensor& maps, const at::Tensor& weight) {
-  check_complex(y, "y");
+  check_cpu_complex(y, "y");
   TORCH_CHECK(y.dim() == 4, "mbdlfast cpp: y must be (B,C,H,W), got ", y.sizes());
   const auto s = check_maps(maps, y.scalar_type(), y.size(0));
   TORCH_CHECK(y.size(1) == s[1] && y.size(2) == s[2] && y.size(3) == s[3], "mbdlfast cpp: y must be (B,", s[1], ",", s[2], ",",

@@ -23,6 +23,7 @@
 #include <cmath>
 #include <complex>
 
+#include "checks.h"
 #include "complex_math.h"
 #include "isa_dispatch.h"
 #include "lane_transpose.h"
@@ -32,17 +33,13 @@ namespace {
 
 constexpr int64_t kBlockBytes = 256 * 1024;  // coil rows per block: about half of a per-core L2
 
-void check_cpu_complex(const at::Tensor& t, const char* name, at::ScalarType dtype) {
-  TORCH_CHECK(t.device().is_cpu(), "mbdlfast cpp: ", name, " must be a CPU tensor, got ", t.device());
-  TORCH_CHECK(t.scalar_type() == dtype, "mbdlfast cpp: ", name, " must have dtype ", dtype, ", got ", t.scalar_type());
-  TORCH_CHECK(t.is_contiguous(), "mbdlfast cpp: ", name, " must be contiguous");
-}
+using mbdlfast::check_cpu_complex;
+using mbdlfast::check_cpu_tensor;
 
 void check_weight(const at::Tensor& weight, at::ScalarType complex_dtype) {
-  TORCH_CHECK(weight.device().is_cpu(), "mbdlfast cpp: weight must be a CPU tensor");
-  TORCH_CHECK(weight.scalar_type() == c10::toRealValueType(complex_dtype), "mbdlfast cpp: weight must be real of dtype ",
-              c10::toRealValueType(complex_dtype), ", got ", weight.scalar_type());
-  TORCH_CHECK(weight.is_contiguous(), "mbdlfast cpp: weight must be contiguous");
+  const auto real = c10::toRealValueType(complex_dtype);
+  TORCH_CHECK(weight.scalar_type() == real, "mbdlfast cpp: weight must be real of dtype ", real, ", got ", weight.scalar_type());
+  check_cpu_tensor(weight, "weight", real);
 }
 
 struct NormalShape {
@@ -52,8 +49,8 @@ struct NormalShape {
 
 NormalShape check_normal_inputs(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight) {
   TORCH_CHECK(x.is_complex(), "mbdlfast cpp: x must be complex64 or complex128, got ", x.scalar_type());
-  check_cpu_complex(x, "x", x.scalar_type());
-  check_cpu_complex(maps, "maps", x.scalar_type());
+  check_cpu_complex(x, "x");
+  check_cpu_tensor(maps, "maps", x.scalar_type());
   check_weight(weight, x.scalar_type());
   TORCH_CHECK(x.dim() == 3, "mbdlfast cpp: x must be (B,H,W), got ", x.sizes());
   TORCH_CHECK(maps.dim() == 4, "mbdlfast cpp: maps must be (B,C,H,W), got ", maps.sizes());
@@ -219,7 +216,7 @@ at::Tensor normal_or_step(const at::Tensor& x, const at::Tensor& maps, const at:
                           double gamma) {
   const auto shape = check_normal_inputs(x, maps, weight);
   if (AHy) {
-    check_cpu_complex(*AHy, "AHy", x.scalar_type());
+    check_cpu_tensor(*AHy, "AHy", x.scalar_type());
     TORCH_CHECK(AHy->sizes() == x.sizes(), "mbdlfast cpp: AHy must have the shape of x ", x.sizes(), ", got ", AHy->sizes());
   }
   auto out = at::empty_like(x);
@@ -266,8 +263,8 @@ void soft_dc_rows(const at::Tensor& k, const at::Tensor& y, const at::Tensor& we
 // k - lam * weight * (k - y); weight (B|1, H|1, W) real, broadcast over coils.
 at::Tensor soft_dc_cpu(const at::Tensor& k, const at::Tensor& y, const at::Tensor& weight, const at::Tensor& lam) {
   TORCH_CHECK(k.is_complex(), "mbdlfast cpp: k must be complex64 or complex128, got ", k.scalar_type());
-  check_cpu_complex(k, "k", k.scalar_type());
-  check_cpu_complex(y, "y", k.scalar_type());
+  check_cpu_complex(k, "k");
+  check_cpu_tensor(y, "y", k.scalar_type());
   check_weight(weight, k.scalar_type());
   TORCH_CHECK(k.dim() == 4, "mbdlfast cpp: k must be (B,C,H,W), got ", k.sizes());
   TORCH_CHECK(y.sizes() == k.sizes(), "mbdlfast cpp: y must have the shape of k ", k.sizes(), ", got ", y.sizes());
