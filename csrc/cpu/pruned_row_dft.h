@@ -57,8 +57,9 @@ inline int64_t pruned_row_split(int64_t W, int64_t sampled, int64_t* work) {
 }
 
 // How much more a multiply-add costs in two library FFTs of length W than in the pruned stages
-// (calibrated with benchmarks/bench_sense.py on CPU; powers of two get another factor 2, as library
-// FFTs are at their best there).
+// (powers of two count half, as library FFTs are at their best there). Set from timing both
+// transforms (MBDLFAST_ROW_TRANSFORM) on the 2-core EPYC at W from 64 to 640 and R = 2, 4, 8: the
+// library FFTs won only where the modelled pruned work exceeded about 4 times theirs.
 constexpr double kFftCostFactor = 4.0;
 
 // The split P (1 = a direct DFT at the sampled frequencies) with which A^H A transforms rows for a

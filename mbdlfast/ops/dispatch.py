@@ -135,13 +135,12 @@ def choose(op: str, device: torch.device, backend: str | None = None, args: tupl
             raise RuntimeError(f"backend {wanted!r} cannot run {op} on {device}: " + "; ".join(reasons))
         return wanted, impls[wanted], "forced"
     skipped = []
-    size = _coil_elements(args)
     for candidate in AUTO_ORDER.get(device.type, ("torch",)):
         if candidate not in impls:
             skipped.append(f"{candidate}: not implemented")
             continue
         threshold = AUTO_MIN_ELEMENTS.get((device.type, candidate), {}).get(op, 0)
-        if args and size < threshold:
+        if threshold and args and _coil_elements(args) < threshold:
             skipped.append(f"{candidate}: measured slower than the next backend below {threshold:,} elements")
             continue
         reason = backend_unavailable_reason(candidate, device)
