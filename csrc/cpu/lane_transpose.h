@@ -21,6 +21,7 @@
 
 namespace mbdlfast {
 
+constexpr int64_t kPrefetchAhead = 32;  // complex values: the 16 rows of maps are too many streams for the hardware prefetcher
 constexpr int64_t kTransposeColumns = 8;  // columns per step: short enough for the strided stores to stay in L1
 
 template <typename real_t>
@@ -97,6 +98,7 @@ __attribute__((target("avx512f"))) inline int64_t to_lanes_avx512(const std::com
   for (int64_t n0 = 0; n0 < end; n0 += 8) {
     __m512 v[16];
     for (int l = 0; l < 16; ++l) {
+      _mm_prefetch(reinterpret_cast<const char*>(S[l] + n0 + kPrefetchAhead), _MM_HINT_T0);
       v[l] = cmul8<false>(_mm512_loadu_ps(reinterpret_cast<const float*>(S[l] + n0)),
                           _mm512_loadu_ps(reinterpret_cast<const float*>(x[l] + n0)));
     }
@@ -123,6 +125,7 @@ __attribute__((target("avx512f"))) inline int64_t from_lanes_avx512(const std::c
     transpose16x16(v);
     for (int l = 0; l < 16; ++l) {
       if (!out[l]) continue;
+      _mm_prefetch(reinterpret_cast<const char*>(S[l] + n0 + kPrefetchAhead), _MM_HINT_T0);
       float* o = reinterpret_cast<float*>(out[l] + n0);
       const __m512 product = cmul8<true>(_mm512_loadu_ps(reinterpret_cast<const float*>(S[l] + n0)), v[l]);
       _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), product));
@@ -146,6 +149,27 @@ MBDLFAST_INLINE void lanes_to_rows(const std::complex<real_t>* const* S, const r
   int64_t done = 0;
   if constexpr (avx512 && std::is_same_v<real_t, float>) done = from_lanes_avx512(S, re, im, W, out);
   from_lanes(S, re, im, done, W, out);
+}
+
+// Lanes to one segment of a k-space column stored along H, and back (see sense_columns.cpp):
+//   lanes_to_segment:      dst[l]  = phase * (zr[l] + i zi[l])        for l < rows
+//   segment_to_lanes_add:  zr[l] + i zi[l] += conj(phase) * src[l]     for l < rows
+template <typename real_t>
+MBDLFAST_INLINE void lanes_to_segment(const real_t* __restrict zr, const real_t* __restrict zi, std::complex<real_t> phase,
+                                      int64_t rows, std::complex<real_t>* __restrict dst) {
+  real_t* __restrict d = reinterpret_cast<real_t*>(dst);
+  const real_t pr = phase.real(), pi = phase.imag();
+#pragma omp simd
+  for (int64_t l = 0; l < rows; ++l) d[2 * l] = zr[l] * pr - zi[l] * pi, d[2 * l + 1] = zr[l] * pi + zi[l] * pr;
+}
+
+template <typename real_t>
+MBDLFAST_INLINE void segment_to_lanes_add(const std::complex<real_t>* __restrict src, std::complex<real_t> phase, int64_t rows,
+                                          real_t* __restrict zr, real_t* __restrict zi) {
+  const real_t* __restrict s = reinterpret_cast<const real_t*>(src);
+  const real_t pr = phase.real(), pi = phase.imag();
+#pragma omp simd
+  for (int64_t l = 0; l < rows; ++l) zr[l] += pr * s[2 * l] + pi * s[2 * l + 1], zi[l] += pr * s[2 * l + 1] - pi * s[2 * l];
 }
 
 }  // namespace mbdlfast

@@ -3,8 +3,10 @@
 // Only the sampled columns of k-space are ever computed. Forward, per batch entry: blocks of image
 // rows are expanded over the coils with the input modulation q folded in (S_c * q_h q_w * x),
 // transformed along W in a thread-local buffer, and only the sampled columns (times the output
-// modulation p_w) are kept; then the short (C,H,n_s) array is transformed along H and multiplied by
-// p_h. The adjoint runs the same steps backwards, zero-filling rows in cache instead of in memory.
+// modulation p_w) are kept, stored column-major as (C, n_s, H) so that the transform along H is one
+// batched FFT over contiguous columns; one pass then multiplies by p_h and writes the k-space rows
+// (compact, or full rows with zeros in between). The adjoint runs the same steps backwards,
+// zero-filling rows in cache instead of in memory.
 // The transform along W runs one of two ways (see pruned_row_dft.h): at the sampled frequencies only,
 // on coil rows in vector lanes, where the work model prefers it; otherwise as batched at::fft calls.
 // Centring without shifts: fftc(x)[k] = p[k] FFT(q x)[k], q[n] = w^(-c n), p[k] = w^(c^2 - c k),
@@ -117,8 +119,8 @@ struct ColumnBlock {
   const std::complex<real_t>* maps;   // C x rows x W at row h0, coil stride HW
   const std::complex<real_t>* image;  // forward: q_h q_w x for the block's rows (rows x W)
   std::complex<real_t>* out;          // adjoint: the block's image rows (rows x W)
-  const std::complex<real_t>* rows_k_in;  // adjoint input (C, H, n)
-  std::complex<real_t>* rows_k_out;       // forward output (C, H, n)
+  const std::complex<real_t>* rows_k_in;  // adjoint input (C, n, H)
+  std::complex<real_t>* rows_k_out;       // forward output (C, n, H)
   const int64_t* position;            // n plan positions
   const std::complex<real_t>* phase;  // n column phases
   int64_t rows, C, H, HW, h0, n;
@@ -154,10 +156,10 @@ struct PrunedForwardBlock {
       lane_rows(blk, c, s, xs, static_cast<cplx**>(nullptr));
       mbdlfast::rows_to_lanes<avx512>(s, xs, W, blk.re, blk.im);
       mbdlfast::pruned_row_forward(*blk.plan, blk.re, blk.im, blk.work);
-      cplx* dst = blk.rows_k_out + (c * blk.H + blk.h0) * blk.n;
+      cplx* dst = blk.rows_k_out + c * blk.n * blk.H + blk.h0;
       for (int64_t j = 0; j < blk.n; ++j) {
         const int64_t p = blk.position[j];
-        for (int64_t l = 0; l < blk.rows; ++l) dst[l * blk.n + j] = cmul(cplx(z[p * L + l], z[(S + p) * L + l]), blk.phase[j]);
+        mbdlfast::lanes_to_segment(z + p * L, z + (S + p) * L, blk.phase[j], blk.rows, dst + j * blk.H);
       }
     }
   }
@@ -176,13 +178,10 @@ struct PrunedAdjointBlock {
     for (int64_t i = 0; i < blk.rows * W; ++i) blk.out[i] = 0;
     for (int64_t c = 0; c < blk.C; ++c) {
       std::fill(z, z + 2 * S * L, real_t(0));
-      const cplx* src = blk.rows_k_in + (c * blk.H + blk.h0) * blk.n;
+      const cplx* src = blk.rows_k_in + c * blk.n * blk.H + blk.h0;
       for (int64_t j = 0; j < blk.n; ++j) {  // += so that repeated columns add up, as the adjoint of a gather must
         const int64_t p = blk.position[j];
-        for (int64_t l = 0; l < blk.rows; ++l) {
-          const cplx v = cmul_conj(blk.phase[j], src[l * blk.n + j]);
-          z[p * L + l] += v.real(), z[(S + p) * L + l] += v.imag();
-        }
+        mbdlfast::segment_to_lanes_add(src + j * blk.H, blk.phase[j], blk.rows, z + p * L, z + (S + p) * L);
       }
       mbdlfast::pruned_row_adjoint(*blk.plan, blk.re, blk.im, blk.work);
       const cplx* s[L];
@@ -222,7 +221,7 @@ void modulated_rows(const std::complex<real_t>* x, int64_t h0, int64_t rows, int
   }
 }
 
-// Forward, along W: rows_k (C,H,n) = p_w * FFT_W(S_c q_h q_w x) at the sampled columns; pruned.
+// Forward, along W: rows_k (C,n,H) = p_w * FFT_W(S_c q_h q_w x) at the sampled columns; pruned.
 template <typename real_t>
 void forward_rows_pruned(const std::complex<real_t>* xp, const std::complex<real_t>* sp, const Columns<real_t>& cols,
                          const Phases<real_t>& ph_h, const Phases<real_t>& ph_w, const std::vector<std::complex<real_t>>& column_phase,
@@ -283,44 +282,116 @@ void forward_rows_fft(const std::complex<real_t>* xp, const std::complex<real_t>
       for (int64_t c = 0; c < C; ++c) {
         for (int64_t r = 0; r < rows; ++r) {
           const cplx* sr = spec + (c * rows_max + r) * W;
-          cplx* dst = rk + (c * H + h0 + r) * n;
-          for (int64_t j = 0; j < n; ++j) dst[j] = cmul(sr[cols.index[j]], column_phase[j]);
+          cplx* dst = rk + c * n * H + h0 + r;
+          for (int64_t j = 0; j < n; ++j) dst[j * H] = cmul(sr[cols.index[j]], column_phase[j]);
         }
       }
     }
   }
 }
 
-// One batch entry of the forward: x_b (H,W), maps_b (C,H,W) -> out_b (C,H,n) at the given columns.
+// One batch entry of the forward along W: x_b (H,W), maps_b (C,H,W) -> the sampled columns of the
+// row-transformed coil images (times p_w), column-major (C,n,H).
 template <typename real_t>
-void forward_entry(const at::Tensor& x_b, const at::Tensor& maps_b, const Columns<real_t>& cols, const Phases<real_t>& ph_h,
-                   const Phases<real_t>& ph_w, at::Tensor& out_b) {
+at::Tensor forward_columns(const at::Tensor& x_b, const at::Tensor& maps_b, const Columns<real_t>& cols, const Phases<real_t>& ph_h,
+                           const Phases<real_t>& ph_w) {
   using cplx = std::complex<real_t>;
   const int64_t C = maps_b.size(0), H = maps_b.size(1), W = maps_b.size(2);
   const int64_t n = static_cast<int64_t>(cols.index.size());
   const auto* xp = reinterpret_cast<const cplx*>(x_b.data_ptr());
   const auto* sp = reinterpret_cast<const cplx*>(maps_b.data_ptr());
-  auto rows_k = at::empty({C, H, n}, out_b.options());  // row-transformed sampled columns
+  auto rows_k = at::empty({C, n, H}, x_b.options());
   auto* rk = reinterpret_cast<cplx*>(rows_k.data_ptr());
   std::vector<cplx> column_phase(n);
   for (int64_t j = 0; j < n; ++j) column_phase[j] = ph_w.p[cols.index[j]];
   if (mbdlfast::use_pruned_rows(W, distinct_columns(cols.index))) {
     forward_rows_pruned(xp, sp, cols, ph_h, ph_w, column_phase, C, H, W, rk);
   } else {
-    forward_rows_fft(xp, sp, cols, ph_h, ph_w, column_phase, C, H, W, out_b.options(), rk);
+    forward_rows_fft(xp, sp, cols, ph_h, ph_w, column_phase, C, H, W, x_b.options(), rk);
   }
-  at::fft_fft_out(out_b, rows_k, c10::nullopt, 1, "ortho");
-  auto* op = reinterpret_cast<cplx*>(out_b.data_ptr());
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t c = 0; c < C; ++c) {
-    for (int64_t h = 0; h < H; ++h) {
-      cplx* row = op + (c * H + h) * n;
-      for (int64_t j = 0; j < n; ++j) row[j] = cmul(row[j], ph_h.p[h]) * cols.scale[j];
+  return rows_k;
+}
+
+// k-space rows per step of the column <-> row passes: each column contributes one cache line (read
+// once, in column order), and the tile's rows stay in L1.
+constexpr int64_t kRowTile = 8;
+
+// One coil's k-space rows from its H-transformed columns (n,H): out[h, col_j] = p_h[h] * scale[j] *
+// columns[j, h], with col_j = index[j] in full rows of width W (the other columns zero) or j in
+// compact rows of width n.
+template <typename real_t>
+void columns_to_rows(const std::complex<real_t>* columns, const Columns<real_t>& cols, const Phases<real_t>& ph_h, int64_t H,
+                     int64_t width, bool full, std::complex<real_t>* out) {
+  const int64_t n = static_cast<int64_t>(cols.index.size());
+  for (int64_t h0 = 0; h0 < H; h0 += kRowTile) {
+    const int64_t rows = std::min(kRowTile, H - h0);
+    std::complex<real_t>* tile = out + h0 * width;
+    if (full) std::fill(tile, tile + rows * width, std::complex<real_t>(0));
+    for (int64_t j = 0; j < n; ++j) {
+      const std::complex<real_t>* src = columns + j * H + h0;
+      std::complex<real_t>* dst = tile + (full ? cols.index[j] : j);
+      for (int64_t l = 0; l < rows; ++l) dst[l * width] = cmul(src[l], ph_h.p[h0 + l]) * cols.scale[j];
     }
   }
 }
 
-// Adjoint, along W: out (H,W) = sum_c conj(S_c) IFFT_W(conj(p_w) rows_k at the sampled columns)
+// Its transpose, the adjoint's gather for one coil: columns[j, h] = conj(p_h[h]) * scale[j] * in[h, col_j].
+template <typename real_t>
+void rows_to_columns(const std::complex<real_t>* in, const Columns<real_t>& cols, const Phases<real_t>& ph_h, int64_t H,
+                     int64_t width, bool full, std::complex<real_t>* columns) {
+  const int64_t n = static_cast<int64_t>(cols.index.size());
+  for (int64_t h0 = 0; h0 < H; h0 += kRowTile) {
+    const int64_t rows = std::min(kRowTile, H - h0);
+    for (int64_t j = 0; j < n; ++j) {
+      const std::complex<real_t>* src = in + h0 * width + (full ? cols.index[j] : j);
+      std::complex<real_t>* dst = columns + j * H + h0;
+      for (int64_t l = 0; l < rows; ++l) dst[l] = cmul_conj(ph_h.p[h0 + l], src[l * width]) * cols.scale[j];
+      if (h0 + kRowTile < H) {  // the next tile's rows: more streams than the hardware prefetcher follows
+        for (int64_t l = 0; l < kRowTile; ++l) __builtin_prefetch(src + (kRowTile + l) * width);
+      }
+    }
+  }
+}
+
+// The forward's transform along H and its k-space write, coil by coil so that each coil's spectrum
+// (n x H) is written out from cache: rows_k (C,n,H) -> out (C,H,width).
+template <typename real_t>
+void columns_to_kspace(const at::Tensor& rows_k, const Columns<real_t>& cols, const Phases<real_t>& ph_h, int64_t width, bool full,
+                       std::complex<real_t>* out) {
+  const int64_t C = rows_k.size(0), n = rows_k.size(1), H = rows_k.size(2);
+#pragma omp parallel
+  {
+    at::NoGradGuard no_grad;
+    auto spectrum = at::empty({n, H}, rows_k.options());
+    const auto* sp = reinterpret_cast<const std::complex<real_t>*>(spectrum.data_ptr());
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < C; ++c) {
+      at::fft_fft_out(spectrum, rows_k[c], c10::nullopt, -1, "ortho");
+      columns_to_rows(sp, cols, ph_h, H, width, full, out + c * H * width);
+    }
+  }
+}
+
+// The adjoint's gather and its inverse transform along H, coil by coil: in (C,H,width) -> rows_k (C,n,H).
+template <typename real_t>
+void kspace_to_columns(const std::complex<real_t>* in, const Columns<real_t>& cols, const Phases<real_t>& ph_h, int64_t width,
+                       bool full, at::Tensor& rows_k) {
+  const int64_t C = rows_k.size(0), n = rows_k.size(1), H = rows_k.size(2);
+#pragma omp parallel
+  {
+    at::NoGradGuard no_grad;
+    auto gathered = at::empty({n, H}, rows_k.options());
+    auto* gp = reinterpret_cast<std::complex<real_t>*>(gathered.data_ptr());
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < C; ++c) {
+      rows_to_columns(in + c * H * width, cols, ph_h, H, width, full, gp);
+      auto coil = rows_k[c];
+      at::fft_ifft_out(coil, gathered, c10::nullopt, -1, "ortho");
+    }
+  }
+}
+
+// Adjoint, along W: out (H,W) = sum_c conj(S_c) IFFT_W(conj(p_w) rows_k (C,n,H) at the sampled columns)
 // (before the conj(q_h q_w) modulation); pruned.
 template <typename real_t>
 void adjoint_rows_pruned(const std::complex<real_t>* rk, const std::complex<real_t>* sp, const Columns<real_t>& cols,
@@ -368,9 +439,9 @@ void adjoint_rows_fft(const std::complex<real_t>* rk, const std::complex<real_t>
         for (int64_t r = 0; r < rows; ++r) {
           cplx* sr = spec + (c * rows_max + r) * W;
           std::fill(sr, sr + W, cplx(0));
-          const cplx* src = rk + (c * H + h0 + r) * n;
+          const cplx* src = rk + c * n * H + h0 + r;
           // += so that repeated columns add up, as the adjoint of a gather must.
-          for (int64_t j = 0; j < n; ++j) sr[cols.index[j]] += cmul_conj(column_phase[j], src[j]);
+          for (int64_t j = 0; j < n; ++j) sr[cols.index[j]] += cmul_conj(column_phase[j], src[j * H]);
         }
       }
       auto coil_view = coil_rows.narrow(1, 0, rows);
@@ -388,25 +459,13 @@ void adjoint_rows_fft(const std::complex<real_t>* rk, const std::complex<real_t>
   }
 }
 
-// One batch entry of the adjoint: kc_b (C,H,n) at the given columns -> out_b (H,W).
+// One batch entry of the adjoint along W, from the inverse-transformed columns rows_k (C,n,H) to out_b (H,W).
 template <typename real_t>
-void adjoint_entry(const at::Tensor& kc_b, const at::Tensor& maps_b, const Columns<real_t>& cols, const Phases<real_t>& ph_h,
+void adjoint_entry(const at::Tensor& rows_k, const at::Tensor& maps_b, const Columns<real_t>& cols, const Phases<real_t>& ph_h,
                    const Phases<real_t>& ph_w, at::Tensor& out_b) {
   using cplx = std::complex<real_t>;
   const int64_t C = maps_b.size(0), H = maps_b.size(1), W = maps_b.size(2);
   const int64_t n = static_cast<int64_t>(cols.index.size());
-  auto phased = at::empty({C, H, n}, kc_b.options());
-  const auto* kp = reinterpret_cast<const cplx*>(kc_b.data_ptr());
-  auto* pp = reinterpret_cast<cplx*>(phased.data_ptr());
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t c = 0; c < C; ++c) {
-    for (int64_t h = 0; h < H; ++h) {
-      for (int64_t j = 0; j < n; ++j) {
-        pp[(c * H + h) * n + j] = cmul_conj(ph_h.p[h], kp[(c * H + h) * n + j]) * cols.scale[j];
-      }
-    }
-  }
-  const auto rows_k = at::fft_ifft(phased, c10::nullopt, 1, "ortho").contiguous();
   const auto* rk = reinterpret_cast<const cplx*>(rows_k.data_ptr());
   const auto* sp = reinterpret_cast<const cplx*>(maps_b.data_ptr());
   auto* op = reinterpret_cast<cplx*>(out_b.data_ptr());
@@ -415,7 +474,7 @@ void adjoint_entry(const at::Tensor& kc_b, const at::Tensor& maps_b, const Colum
   if (mbdlfast::use_pruned_rows(W, distinct_columns(cols.index))) {
     adjoint_rows_pruned(rk, sp, cols, column_phase, C, H, W, op);
   } else {
-    adjoint_rows_fft(rk, sp, cols, column_phase, C, H, W, kc_b.options(), op);
+    adjoint_rows_fft(rk, sp, cols, column_phase, C, H, W, rows_k.options(), op);
   }
 #pragma omp parallel for schedule(static)
   for (int64_t h = 0; h < H; ++h) {
@@ -427,31 +486,27 @@ void adjoint_entry(const at::Tensor& kc_b, const at::Tensor& maps_b, const Colum
 
 template <typename real_t>
 at::Tensor forward_impl(const at::Tensor& x, const at::Tensor& maps, const std::vector<Columns<real_t>>& cols, bool full) {
+  using cplx = std::complex<real_t>;
   const int64_t B = x.size(0), C = maps.size(1), H = maps.size(2), W = maps.size(3);
   const Phases<real_t> ph_h(H), ph_w(W);
-  const int64_t n_compact = full ? 0 : static_cast<int64_t>(cols[0].index.size());
-  auto out = at::empty(full ? std::vector<int64_t>{B, C, H, W} : std::vector<int64_t>{B, C, H, n_compact}, x.options());
+  const int64_t width = full ? W : static_cast<int64_t>(cols[0].index.size());
+  auto out = at::empty({B, C, H, width}, x.options());
   for (int64_t b = 0; b < B; ++b) {
     const auto& entry_cols = cols[cols.size() == 1 ? 0 : b];
-    const int64_t n = static_cast<int64_t>(entry_cols.index.size());
-    auto compact = full && n > 0 ? at::empty({C, H, n}, x.options()) : out[b];
-    if (n > 0) forward_entry<real_t>(x[b], maps[maps.size(0) == 1 ? 0 : b], entry_cols, ph_h, ph_w, compact);
-    if (full) {  // each k-space row written once: zeros, then its sampled columns
-      using cplx = std::complex<real_t>;
-      const auto* cp = reinterpret_cast<const cplx*>(compact.data_ptr());
-      auto* op = reinterpret_cast<cplx*>(out.data_ptr()) + b * C * H * W;
-#pragma omp parallel for schedule(static)
-      for (int64_t ch = 0; ch < C * H; ++ch) {
-        std::fill(op + ch * W, op + (ch + 1) * W, cplx(0));
-        for (int64_t j = 0; j < n; ++j) op[ch * W + entry_cols.index[j]] = cp[ch * n + j];
-      }
+    auto out_b = out[b];
+    if (entry_cols.index.empty()) {
+      out_b.zero_();
+      continue;
     }
+    const auto rows_k = forward_columns<real_t>(x[b], maps[maps.size(0) == 1 ? 0 : b], entry_cols, ph_h, ph_w);
+    columns_to_kspace(rows_k, entry_cols, ph_h, width, full, reinterpret_cast<cplx*>(out_b.data_ptr()));
   }
   return out;
 }
 
 template <typename real_t>
 at::Tensor adjoint_impl(const at::Tensor& k, const at::Tensor& maps, const std::vector<Columns<real_t>>& cols, bool full) {
+  using cplx = std::complex<real_t>;
   const int64_t B = k.size(0), C = maps.size(1), H = maps.size(2), W = maps.size(3);
   const Phases<real_t> ph_h(H), ph_w(W);
   auto out = at::empty({B, H, W}, k.options());
@@ -463,18 +518,9 @@ at::Tensor adjoint_impl(const at::Tensor& k, const at::Tensor& maps, const std::
       out_b.zero_();
       continue;
     }
-    at::Tensor compact = k[b];
-    if (full) {
-      using cplx = std::complex<real_t>;
-      compact = at::empty({C, H, n}, k.options());
-      const auto* kp = reinterpret_cast<const cplx*>(k.data_ptr()) + b * C * H * W;
-      auto* cp = reinterpret_cast<cplx*>(compact.data_ptr());
-#pragma omp parallel for schedule(static)
-      for (int64_t ch = 0; ch < C * H; ++ch) {
-        for (int64_t j = 0; j < n; ++j) cp[ch * n + j] = kp[ch * W + entry_cols.index[j]];
-      }
-    }
-    adjoint_entry<real_t>(compact, maps[maps.size(0) == 1 ? 0 : b], entry_cols, ph_h, ph_w, out_b);
+    auto rows_k = at::empty({C, n, H}, k.options());
+    kspace_to_columns(reinterpret_cast<const cplx*>(k.data_ptr()) + b * C * H * k.size(3), entry_cols, ph_h, k.size(3), full, rows_k);
+    adjoint_entry<real_t>(rows_k, maps[maps.size(0) == 1 ? 0 : b], entry_cols, ph_h, ph_w, out_b);
   }
   return out;
 }
