@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -157,15 +158,17 @@ def params_and_macs(name: str, model: torch.nn.Module, timing_args: tuple) -> tu
 
 
 def variants(name: str, dense, model_kwargs: dict, args, train_data: DataConfig, guard_batch: TrainingBatch):
-    """(ratio, tuning, model, fine-tuning seconds) for the dense model and every pruned, fine-tuned one."""
+    """(ratio, tuning, model, fine-tuning seconds) for the dense model and every pruned, fine-tuned one.
+    Fine-tuning draws from ``train_data`` with ``--finetune-family`` as its phantom family (or images)."""
     from mbdlfast.prune import prune_structured
 
+    finetune_data = dataclasses.replace(train_data, family=args.finetune_family or train_data.family)
     for ratio in args.ratios:
         pruned = dense if ratio == 0 else prune_structured(dense, call_args(name, guard_batch), ratio)
         for tuning in (("none",) if ratio == 0 else args.tunings):
             began = time.perf_counter()
             model = pruned if tuning == "none" else finetune(
-                pruned, model_name=name, mode=tuning, teacher=dense, data=train_data, steps=args.finetune_steps,
+                pruned, model_name=name, mode=tuning, teacher=dense, data=finetune_data, steps=args.finetune_steps,
                 lr=args.finetune_lr, schedule=args.finetune_schedule, warmup_steps=args.finetune_warmup, batch_size=args.batch_size, progress=args.progress, device=str(args.device),
                 seed=args.seed, model_kwargs=model_kwargs).model
             yield ratio, tuning, model.eval(), time.perf_counter() - began
@@ -350,6 +353,9 @@ def parse_args(argv=None):
     parser.add_argument("--train-lr", type=float, default=1e-3)
     parser.add_argument("--finetune-lr", type=float, default=3e-4)
     parser.add_argument("--finetune-schedule", choices=LR_SCHEDULES, default="cosine")
+    parser.add_argument("--finetune-family", default=None,
+                        help="fine-tuning data: a phantom family or 'images:<path>[,...]' (random views of real "
+                             "magnitude images with simulated coils); default: the training family")
     parser.add_argument("--finetune-warmup", type=int, default=0, help="linear learning-rate warm-up steps")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--train-size", type=int, default=None, help="synthetic training/test image size")

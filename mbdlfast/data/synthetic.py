@@ -13,7 +13,9 @@ is the mean of ``|fft2c(S·x)|²`` over all coils and k-space samples of that sl
 Phantom families (``PHANTOM_FAMILIES``), for experiments under a shift of family:
 ``"brain"`` (scalp, skull, CSF, grey/white matter, fissure, ventricles, random lesions, smooth bias),
 ``"shepp_logan"`` (modified Shepp–Logan with jittered ellipses) and ``"ellipses"`` (random ellipses
-in a disc). Coordinates are isotropic: the object fits the shorter image side.
+in a disc). Coordinates are isotropic: the object fits the shorter image side. A family
+``"images:<path>[,<path>...]"`` takes random views of real magnitude images instead
+(:mod:`mbdlfast.data.image_magnitudes`).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 
 from mbdlfast._validation import check_int
+from mbdlfast.data.image_magnitudes import image_paths, image_view, is_image_family
 from mbdlfast.physics.coils import pixel_grid, simulate_coil_maps
 from mbdlfast.physics.fft import fft2c, ifft2c
 
@@ -163,9 +166,13 @@ def _ellipses_magnitude(rng: np.random.Generator, height: int, width: int) -> np
 _MAGNITUDES = {"brain": _brain_magnitude, "shepp_logan": _shepp_logan_magnitude, "ellipses": _ellipses_magnitude}
 
 
-def _check_family(family: str) -> str:
+def check_family(family: str) -> str:
+    """``family`` if it names a phantom family or existing images (``images:<path>[,...]``); else a clear error."""
+    if is_image_family(family):
+        image_paths(family)
+        return family
     if family not in _MAGNITUDES:
-        raise ValueError(f"family: expected one of {PHANTOM_FAMILIES}, got {family!r}")
+        raise ValueError(f"family: expected one of {PHANTOM_FAMILIES} or 'images:<path>[,<path>...]', got {family!r}")
     return family
 
 
@@ -174,7 +181,10 @@ def phantom(family: str, height: int, width: int, *, rng: np.random.Generator | 
     """(H,W) complex128 phantom of ``family``: its magnitude times a smooth random phase whose peak
     magnitude is ``max_phase`` radians. ``rng`` is a numpy Generator or an integer seed."""
     rng = np.random.default_rng(rng)
-    magnitude = _MAGNITUDES[_check_family(family)](rng, height, width)
+    if is_image_family(check_family(family)):
+        magnitude = image_view(family, rng, height, width)
+    else:
+        magnitude = _MAGNITUDES[family](rng, height, width)
     return magnitude * np.exp(1j * max_phase * smooth_random_field(rng, height, width))
 
 
@@ -193,7 +203,7 @@ class SyntheticMulticoil:
         self.width = check_int("width", width, minimum=1)
         self.num_coils = check_int("num_coils", num_coils, minimum=1)
         self.seed = check_int("seed", seed, minimum=0)
-        self.snr_db, self.family = snr_db, _check_family(family)
+        self.snr_db, self.family = snr_db, check_family(family)
 
     def batch(self, indices) -> dict[str, torch.Tensor]:
         """Samples ``indices`` stacked: kspace and maps (B,C,H,W), target (B,H,W) complex64,

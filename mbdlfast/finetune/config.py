@@ -50,7 +50,8 @@ class DataConfig:
     ``source`` is ``"synthetic"`` (the embedded phantom generator) or a fastMRI h5 file or folder.
     ``image_size``: synthetic images are ``image_size`` square; fastMRI coil images are centre-cropped
     to at most ``image_size`` on each side (``None``: full size). ``num_coils``, ``num_slices``,
-    ``snr_db`` and ``family`` apply to synthetic data only; ``calib_width`` to the ESPIRiT maps
+    ``snr_db`` and ``family`` (a phantom family, or ``"images:<path>[,...]"`` for random views of
+    real magnitude images, :mod:`mbdlfast.data.image_magnitudes`) apply to synthetic data only; ``calib_width`` to the ESPIRiT maps
     estimated for fastMRI data. ``val_fraction`` of the slices (of the volumes, for fastMRI folders
     with several) is held out for validation, chosen by the run's seed.
     """
@@ -285,7 +286,7 @@ def _require(condition: bool, message: str) -> None:
 def validate(config: TrainConfig) -> TrainConfig:
     """Check names, ranges and paths; returns ``config`` or raises ValueError naming the setting."""
     from mbdlfast.finetune.registry import MODEL_REGISTRY
-    from mbdlfast.data.synthetic import PHANTOM_FAMILIES
+    from mbdlfast.data.synthetic import check_family
 
     model, data, train = config.model, config.data, config.train
     _require(model.name in MODEL_REGISTRY,
@@ -300,7 +301,10 @@ def validate(config: TrainConfig) -> TrainConfig:
     _require(data.num_coils >= 1, f"data.num_coils: expected >= 1, got {data.num_coils}")
     _require(data.num_slices >= 2, f"data.num_slices: expected >= 2 (a training and a validation slice), "
                                    f"got {data.num_slices}")
-    _require(data.family in PHANTOM_FAMILIES, f"data.family: expected one of {PHANTOM_FAMILIES}, got {data.family!r}")
+    try:
+        check_family(data.family)
+    except (ValueError, FileNotFoundError) as err:
+        raise ValueError(f"data.{err}") from err
     _require(data.acceleration >= 1, f"data.acceleration: expected an integer >= 1, got {data.acceleration}")
     _require(0 < data.center_fraction < 1, f"data.center_fraction: expected a fraction in (0, 1), "
                                            f"got {data.center_fraction}")
