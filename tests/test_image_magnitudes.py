@@ -75,3 +75,18 @@ def test_config_validation_names_the_setting(npy_family):
     assert validate(ok) is ok
     with pytest.raises(ValueError, match="data.family"):
         validate(TrainConfig(model=ModelConfig("modl", {}), data=DataConfig(family="images:/missing.npy")))
+
+
+def test_family_mixture_draws_each_source(npy_family):
+    family = f"ellipses|{npy_family}"
+    assert check_family(family) == family
+    drawn = set()
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        source = ("ellipses", npy_family)[rng.integers(2)]  # the draw phantom() makes first
+        expected = phantom(source, 32, 32, rng=rng)          # then the source's own draw, same stream
+        assert np.allclose(phantom(family, 32, 32, rng=np.random.default_rng(seed)), expected)
+        drawn.add(source)
+    assert len(drawn) == 2
+    with pytest.raises(ValueError, match="mixture"):
+        check_family("ellipses|knee")

@@ -15,7 +15,8 @@ Phantom families (``PHANTOM_FAMILIES``), for experiments under a shift of family
 ``"shepp_logan"`` (modified Shepp–Logan with jittered ellipses) and ``"ellipses"`` (random ellipses
 in a disc). Coordinates are isotropic: the object fits the shorter image side. A family
 ``"images:<path>[,<path>...]"`` takes random views of real magnitude images instead
-(:mod:`mbdlfast.data.image_magnitudes`).
+(:mod:`mbdlfast.data.image_magnitudes`), and ``"brain|images:<path>"`` mixes sources, each sample
+drawing one at random.
 """
 from __future__ import annotations
 
@@ -166,13 +167,20 @@ def _ellipses_magnitude(rng: np.random.Generator, height: int, width: int) -> np
 _MAGNITUDES = {"brain": _brain_magnitude, "shepp_logan": _shepp_logan_magnitude, "ellipses": _ellipses_magnitude}
 
 
+FAMILY_MIX_SEPARATOR = "|"
+
+
 def check_family(family: str) -> str:
-    """``family`` if it names a phantom family or existing images (``images:<path>[,...]``); else a clear error."""
-    if is_image_family(family):
-        image_paths(family)
-        return family
-    if family not in _MAGNITUDES:
-        raise ValueError(f"family: expected one of {PHANTOM_FAMILIES} or 'images:<path>[,<path>...]', got {family!r}")
+    """``family`` if it names a phantom family, existing images (``images:<path>[,...]``) or a mixture
+    of these joined by "|" (each sample draws one of them at random); else a clear error."""
+    if not isinstance(family, str):
+        raise TypeError(f"family: expected a string, got {type(family).__name__}")
+    for part in family.split(FAMILY_MIX_SEPARATOR):
+        if is_image_family(part):
+            image_paths(part)
+        elif part not in _MAGNITUDES:
+            raise ValueError(f"family: expected one of {PHANTOM_FAMILIES}, 'images:<path>[,<path>...]' or a "
+                             f"'|'-joined mixture of these, got {family!r}")
     return family
 
 
@@ -181,10 +189,9 @@ def phantom(family: str, height: int, width: int, *, rng: np.random.Generator | 
     """(H,W) complex128 phantom of ``family``: its magnitude times a smooth random phase whose peak
     magnitude is ``max_phase`` radians. ``rng`` is a numpy Generator or an integer seed."""
     rng = np.random.default_rng(rng)
-    if is_image_family(check_family(family)):
-        magnitude = image_view(family, rng, height, width)
-    else:
-        magnitude = _MAGNITUDES[family](rng, height, width)
+    parts = check_family(family).split(FAMILY_MIX_SEPARATOR)
+    part = parts[rng.integers(len(parts))] if len(parts) > 1 else parts[0]
+    magnitude = image_view(part, rng, height, width) if is_image_family(part) else _MAGNITUDES[part](rng, height, width)
     return magnitude * np.exp(1j * max_phase * smooth_random_field(rng, height, width))
 
 

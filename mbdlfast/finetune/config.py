@@ -50,8 +50,9 @@ class DataConfig:
     ``source`` is ``"synthetic"`` (the embedded phantom generator) or a fastMRI h5 file or folder.
     ``image_size``: synthetic images are ``image_size`` square; fastMRI coil images are centre-cropped
     to at most ``image_size`` on each side (``None``: full size). ``num_coils``, ``num_slices``,
-    ``snr_db`` and ``family`` (a phantom family, or ``"images:<path>[,...]"`` for random views of
-    real magnitude images, :mod:`mbdlfast.data.image_magnitudes`) apply to synthetic data only; ``calib_width`` to the ESPIRiT maps
+    ``snr_db`` and ``family`` (a phantom family, ``"images:<path>[,...]"`` for random views of real
+    magnitude images, :mod:`mbdlfast.data.image_magnitudes`, or a "|"-joined mixture such as
+    ``"brain|images:<path>"``) apply to synthetic data only; ``calib_width`` to the ESPIRiT maps
     estimated for fastMRI data. ``val_fraction`` of the slices (of the volumes, for fastMRI folders
     with several) is held out for validation, chosen by the run's seed.
     """
