@@ -3,10 +3,10 @@
 // Only the sampled columns of k-space are ever computed. Forward, per batch entry: blocks of image
 // rows are expanded over the coils with the input modulation q folded in (S_c * q_h q_w * x),
 // transformed along W in a thread-local buffer, and only the sampled columns (times the output
-// modulation p_w) are kept, stored column-major as (C, n_s, H) so that the transform along H is one
-// batched FFT over contiguous columns; one pass then multiplies by p_h and writes the k-space rows
-// (compact, or full rows with zeros in between). The adjoint runs the same steps backwards,
-// zero-filling rows in cache instead of in memory.
+// modulation p_w) are kept, stored column-major as (C, n_s, H); then, coil by coil, the transform
+// along H runs on contiguous columns and the same thread multiplies by p_h and writes the k-space
+// rows (compact, or full rows with zeros in between) while the coil's spectrum is in cache. The
+// adjoint runs the same steps backwards, zero-filling rows in cache instead of in memory.
 // The transform along W runs one of two ways (see pruned_row_dft.h): at the sampled frequencies only,
 // on coil rows in vector lanes, where the work model prefers it; otherwise as batched at::fft calls.
 // Centring without shifts: fftc(x)[k] = p[k] FFT(q x)[k], q[n] = w^(-c n), p[k] = w^(c^2 - c k),
