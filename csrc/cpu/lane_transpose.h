@@ -96,9 +96,10 @@ __attribute__((target("avx512f"))) inline int64_t to_lanes_avx512(const std::com
                                                                         float* __restrict re, float* __restrict im) {
   const int64_t end = W - W % 8;
   for (int64_t n0 = 0; n0 < end; n0 += 8) {
+    const bool prefetch = n0 + kPrefetchAhead < W;  // within the row
     __m512 v[16];
     for (int l = 0; l < 16; ++l) {
-      _mm_prefetch(reinterpret_cast<const char*>(S[l] + n0 + kPrefetchAhead), _MM_HINT_T0);
+      if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(S[l] + n0 + kPrefetchAhead), _MM_HINT_T0);
       v[l] = cmul8<false>(_mm512_loadu_ps(reinterpret_cast<const float*>(S[l] + n0)),
                           _mm512_loadu_ps(reinterpret_cast<const float*>(x[l] + n0)));
     }
@@ -117,6 +118,7 @@ __attribute__((target("avx512f"))) inline int64_t from_lanes_avx512(const std::c
                                                                           std::complex<float>* const* out) {
   const int64_t end = W - W % 8;
   for (int64_t n0 = 0; n0 < end; n0 += 8) {
+    const bool prefetch = n0 + kPrefetchAhead < W;  // within the row
     __m512 v[16];
     for (int j = 0; j < 8; ++j) {
       v[2 * j] = _mm512_loadu_ps(re + (n0 + j) * 16);
@@ -125,7 +127,7 @@ __attribute__((target("avx512f"))) inline int64_t from_lanes_avx512(const std::c
     transpose16x16(v);
     for (int l = 0; l < 16; ++l) {
       if (!out[l]) continue;
-      _mm_prefetch(reinterpret_cast<const char*>(S[l] + n0 + kPrefetchAhead), _MM_HINT_T0);
+      if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(S[l] + n0 + kPrefetchAhead), _MM_HINT_T0);
       float* o = reinterpret_cast<float*>(out[l] + n0);
       const __m512 product = cmul8<true>(_mm512_loadu_ps(reinterpret_cast<const float*>(S[l] + n0)), v[l]);
       _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), product));

@@ -346,9 +346,8 @@ void rows_to_columns(const std::complex<real_t>* in, const Columns<real_t>& cols
       const std::complex<real_t>* src = in + h0 * width + (full ? cols.index[j] : j);
       std::complex<real_t>* dst = columns + j * H + h0;
       for (int64_t l = 0; l < rows; ++l) dst[l] = cmul_conj(ph_h.p[h0 + l], src[l * width]) * cols.scale[j];
-      if (h0 + kRowTile < H) {  // the next tile's rows: more streams than the hardware prefetcher follows
-        for (int64_t l = 0; l < kRowTile; ++l) __builtin_prefetch(src + (kRowTile + l) * width);
-      }
+      // The next tile's rows: more streams than the hardware prefetcher follows.
+      for (int64_t l = kRowTile; l < std::min(2 * kRowTile, H - h0); ++l) __builtin_prefetch(src + l * width);
     }
   }
 }
