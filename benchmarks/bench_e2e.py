@@ -159,7 +159,7 @@ def params_and_macs(name: str, model: torch.nn.Module, timing_args: tuple) -> tu
 
 def variants(name: str, dense, model_kwargs: dict, args, train_data: DataConfig, guard_batch: TrainingBatch):
     """(ratio, tuning, model, fine-tuning seconds) for the dense model and every pruned, fine-tuned one.
-    Fine-tuning draws from ``train_data`` with ``--finetune-family`` as its phantom family (or images)."""
+    Fine-tuning draws from ``train_data`` with ``--finetune-family`` as its family (see DataConfig)."""
     from mbdlfast.prune import prune_structured
 
     finetune_data = dataclasses.replace(train_data, family=args.finetune_family or train_data.family)
@@ -354,8 +354,9 @@ def parse_args(argv=None):
     parser.add_argument("--finetune-lr", type=float, default=3e-4)
     parser.add_argument("--finetune-schedule", choices=LR_SCHEDULES, default="cosine")
     parser.add_argument("--finetune-family", default=None,
-                        help="fine-tuning data: a phantom family or 'images:<path>[,...]' (random views of real "
-                             "magnitude images with simulated coils); default: the training family")
+                        help="fine-tuning data: a phantom family, 'images:<path>[,...]' (random views of real "
+                             "magnitude images with simulated coils) or a '|'-joined mixture such as "
+                             "'brain|images:<path>'; default: the training family")
     parser.add_argument("--finetune-warmup", type=int, default=0, help="linear learning-rate warm-up steps")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--train-size", type=int, default=None, help="synthetic training/test image size")

@@ -35,13 +35,15 @@ def test_views_are_deterministic_varied_and_in_range(npy_family):
     assert not np.allclose(views[0], views[1])
 
 
-def test_png_and_several_images(tmp_path, npy_family):
+def test_png_reads_as_the_same_magnitude_and_several_images_mix(tmp_path, npy_family):
     from skimage import io
 
-    png = tmp_path / "disc.png"
+    png = tmp_path / "disc.png"  # the same disc as 8-bit RGB: luminance, scaled to max 1, equals the .npy magnitude
     io.imsave(png, np.stack([(255 * _disc()).astype(np.uint8)] * 3, axis=-1), check_contrast=False)
-    family = f"{npy_family},{png}"
-    views = [image_view(family, np.random.default_rng(seed), 24, 24) for seed in range(8)]
+    for seed in range(3):
+        from_png = image_view(f"images:{png}", np.random.default_rng(seed), 24, 24)
+        assert np.allclose(from_png, image_view(npy_family, np.random.default_rng(seed), 24, 24), atol=1e-6)
+    views = [image_view(f"{npy_family},{png}", np.random.default_rng(seed), 24, 24) for seed in range(8)]
     assert all(0.5 < v.max() <= 1.0 for v in views)
 
 

@@ -53,11 +53,16 @@ struct Phases {
   }
 };
 
-// Sampled columns and their scale factors for one batch entry.
+// Sampled columns and their scale factors for one batch entry (or for all, when shared), and what
+// the transform along W needs for them, set once per call by prepare_row_transform.
 template <typename real_t>
 struct Columns {
   std::vector<int64_t> index;
   std::vector<real_t> scale;
+  std::vector<std::complex<real_t>> phase;  // the output modulation p_w at each column
+  bool pruned = false;                      // the pruned row transform, else batched at::fft calls
+  mbdlfast::PrunedRowPlan<real_t> plan;     // pruned: the plan for the distinct columns
+  std::vector<int64_t> position;            // pruned: each column's position in the plan
 };
 
 using mbdlfast::check_cpu_complex;
@@ -210,6 +215,16 @@ int64_t distinct_columns(const std::vector<int64_t>& index) {
   return std::unique(sorted.begin(), sorted.end()) - sorted.begin();
 }
 
+// The column phases, the choice of row transform and, when pruned, its plan: once per column set.
+template <typename real_t>
+void prepare_row_transform(Columns<real_t>& cols, const Phases<real_t>& ph_w) {
+  const int64_t W = static_cast<int64_t>(ph_w.p.size());
+  cols.phase.clear();
+  for (int64_t col : cols.index) cols.phase.push_back(ph_w.p[col]);
+  cols.pruned = !cols.index.empty() && mbdlfast::use_pruned_rows(W, distinct_columns(cols.index));
+  if (cols.pruned) cols.plan = column_plan<real_t>(cols.index, W, cols.position);
+}
+
 // q_h q_w x for image rows [h0, h0 + rows) of x (H,W), into ``x_mod`` (rows x W).
 template <typename real_t>
 void modulated_rows(const std::complex<real_t>* x, int64_t h0, int64_t rows, int64_t W, const Phases<real_t>& ph_h,
@@ -224,12 +239,11 @@ void modulated_rows(const std::complex<real_t>* x, int64_t h0, int64_t rows, int
 // Forward, along W: rows_k (C,n,H) = p_w * FFT_W(S_c q_h q_w x) at the sampled columns; pruned.
 template <typename real_t>
 void forward_rows_pruned(const std::complex<real_t>* xp, const std::complex<real_t>* sp, const Columns<real_t>& cols,
-                         const Phases<real_t>& ph_h, const Phases<real_t>& ph_w, const std::vector<std::complex<real_t>>& column_phase,
-                         int64_t C, int64_t H, int64_t W, std::complex<real_t>* rk) {
+                         const Phases<real_t>& ph_h, const Phases<real_t>& ph_w, int64_t C, int64_t H, int64_t W,
+                         std::complex<real_t>* rk) {
   using cplx = std::complex<real_t>;
   constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
-  std::vector<int64_t> position;
-  const auto plan = column_plan<real_t>(cols.index, W, position);
+  const auto& plan = cols.plan;
   const auto kernel = mbdlfast::best_isa<PrunedForwardBlock<real_t>>();
   const int64_t n = static_cast<int64_t>(cols.index.size()), blocks = (H + L - 1) / L;
 #pragma omp parallel
@@ -241,7 +255,7 @@ void forward_rows_pruned(const std::complex<real_t>* xp, const std::complex<real
     for (int64_t block = 0; block < blocks; ++block) {
       const int64_t h0 = block * L, rows = std::min<int64_t>(L, H - h0);
       modulated_rows(xp, h0, rows, W, ph_h, ph_w, x_mod.data());
-      kernel({&plan, sp + h0 * W, x_mod.data(), nullptr, nullptr, rk, position.data(), column_phase.data(), rows, C, H, H * W, h0, n,
+      kernel({&plan, sp + h0 * W, x_mod.data(), nullptr, nullptr, rk, cols.position.data(), cols.phase.data(), rows, C, H, H * W, h0, n,
               lanes.data(), lanes.data() + W * L, lanes.data() + 2 * W * L, zeros.data()});
     }
   }
@@ -250,8 +264,8 @@ void forward_rows_pruned(const std::complex<real_t>* xp, const std::complex<real
 // The same with batched at::fft calls over blocks of rows.
 template <typename real_t>
 void forward_rows_fft(const std::complex<real_t>* xp, const std::complex<real_t>* sp, const Columns<real_t>& cols,
-                      const Phases<real_t>& ph_h, const Phases<real_t>& ph_w, const std::vector<std::complex<real_t>>& column_phase,
-                      int64_t C, int64_t H, int64_t W, const at::TensorOptions& options, std::complex<real_t>* rk) {
+                      const Phases<real_t>& ph_h, const Phases<real_t>& ph_w, int64_t C, int64_t H, int64_t W,
+                      const at::TensorOptions& options, std::complex<real_t>* rk) {
   using cplx = std::complex<real_t>;
   const int64_t HW = H * W;
   const int64_t n = static_cast<int64_t>(cols.index.size());
@@ -283,7 +297,7 @@ void forward_rows_fft(const std::complex<real_t>* xp, const std::complex<real_t>
         for (int64_t r = 0; r < rows; ++r) {
           const cplx* sr = spec + (c * rows_max + r) * W;
           cplx* dst = rk + c * n * H + h0 + r;
-          for (int64_t j = 0; j < n; ++j) dst[j * H] = cmul(sr[cols.index[j]], column_phase[j]);
+          for (int64_t j = 0; j < n; ++j) dst[j * H] = cmul(sr[cols.index[j]], cols.phase[j]);
         }
       }
     }
@@ -302,12 +316,10 @@ at::Tensor forward_columns(const at::Tensor& x_b, const at::Tensor& maps_b, cons
   const auto* sp = reinterpret_cast<const cplx*>(maps_b.data_ptr());
   auto rows_k = at::empty({C, n, H}, x_b.options());
   auto* rk = reinterpret_cast<cplx*>(rows_k.data_ptr());
-  std::vector<cplx> column_phase(n);
-  for (int64_t j = 0; j < n; ++j) column_phase[j] = ph_w.p[cols.index[j]];
-  if (mbdlfast::use_pruned_rows(W, distinct_columns(cols.index))) {
-    forward_rows_pruned(xp, sp, cols, ph_h, ph_w, column_phase, C, H, W, rk);
+  if (cols.pruned) {
+    forward_rows_pruned(xp, sp, cols, ph_h, ph_w, C, H, W, rk);
   } else {
-    forward_rows_fft(xp, sp, cols, ph_h, ph_w, column_phase, C, H, W, x_b.options(), rk);
+    forward_rows_fft(xp, sp, cols, ph_h, ph_w, C, H, W, x_b.options(), rk);
   }
   return rows_k;
 }
@@ -393,13 +405,11 @@ void kspace_to_columns(const std::complex<real_t>* in, const Columns<real_t>& co
 // Adjoint, along W: out (H,W) = sum_c conj(S_c) IFFT_W(conj(p_w) rows_k (C,n,H) at the sampled columns)
 // (before the conj(q_h q_w) modulation); pruned.
 template <typename real_t>
-void adjoint_rows_pruned(const std::complex<real_t>* rk, const std::complex<real_t>* sp, const Columns<real_t>& cols,
-                         const std::vector<std::complex<real_t>>& column_phase, int64_t C, int64_t H, int64_t W,
-                         std::complex<real_t>* op) {
+void adjoint_rows_pruned(const std::complex<real_t>* rk, const std::complex<real_t>* sp, const Columns<real_t>& cols, int64_t C,
+                         int64_t H, int64_t W, std::complex<real_t>* op) {
   using cplx = std::complex<real_t>;
   constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
-  std::vector<int64_t> position;
-  const auto plan = column_plan<real_t>(cols.index, W, position);
+  const auto& plan = cols.plan;
   const auto kernel = mbdlfast::best_isa<PrunedAdjointBlock<real_t>>();
   const int64_t n = static_cast<int64_t>(cols.index.size()), blocks = (H + L - 1) / L;
 #pragma omp parallel
@@ -409,7 +419,7 @@ void adjoint_rows_pruned(const std::complex<real_t>* rk, const std::complex<real
 #pragma omp for schedule(dynamic, 1)
     for (int64_t block = 0; block < blocks; ++block) {
       const int64_t h0 = block * L, rows = std::min<int64_t>(L, H - h0);
-      kernel({&plan, sp + h0 * W, nullptr, op + h0 * W, rk, nullptr, position.data(), column_phase.data(), rows, C, H,
+      kernel({&plan, sp + h0 * W, nullptr, op + h0 * W, rk, nullptr, cols.position.data(), cols.phase.data(), rows, C, H,
               H * W, h0, n, lanes.data(), lanes.data() + W * L, lanes.data() + 2 * W * L, zeros.data()});
     }
   }
@@ -417,9 +427,8 @@ void adjoint_rows_pruned(const std::complex<real_t>* rk, const std::complex<real
 
 // The same with batched at::fft calls over blocks of rows.
 template <typename real_t>
-void adjoint_rows_fft(const std::complex<real_t>* rk, const std::complex<real_t>* sp, const Columns<real_t>& cols,
-                      const std::vector<std::complex<real_t>>& column_phase, int64_t C, int64_t H, int64_t W,
-                      const at::TensorOptions& options, std::complex<real_t>* op) {
+void adjoint_rows_fft(const std::complex<real_t>* rk, const std::complex<real_t>* sp, const Columns<real_t>& cols, int64_t C,
+                      int64_t H, int64_t W, const at::TensorOptions& options, std::complex<real_t>* op) {
   using cplx = std::complex<real_t>;
   const int64_t HW = H * W, n = static_cast<int64_t>(cols.index.size());
   const int64_t rows_max = rows_per_block(C, W, sizeof(cplx));
@@ -440,7 +449,7 @@ void adjoint_rows_fft(const std::complex<real_t>* rk, const std::complex<real_t>
           std::fill(sr, sr + W, cplx(0));
           const cplx* src = rk + c * n * H + h0 + r;
           // += so that repeated columns add up, as the adjoint of a gather must.
-          for (int64_t j = 0; j < n; ++j) sr[cols.index[j]] += cmul_conj(column_phase[j], src[j * H]);
+          for (int64_t j = 0; j < n; ++j) sr[cols.index[j]] += cmul_conj(cols.phase[j], src[j * H]);
         }
       }
       auto coil_view = coil_rows.narrow(1, 0, rows);
@@ -464,16 +473,13 @@ void adjoint_entry(const at::Tensor& rows_k, const at::Tensor& maps_b, const Col
                    const Phases<real_t>& ph_w, at::Tensor& out_b) {
   using cplx = std::complex<real_t>;
   const int64_t C = maps_b.size(0), H = maps_b.size(1), W = maps_b.size(2);
-  const int64_t n = static_cast<int64_t>(cols.index.size());
   const auto* rk = reinterpret_cast<const cplx*>(rows_k.data_ptr());
   const auto* sp = reinterpret_cast<const cplx*>(maps_b.data_ptr());
   auto* op = reinterpret_cast<cplx*>(out_b.data_ptr());
-  std::vector<cplx> column_phase(n);
-  for (int64_t j = 0; j < n; ++j) column_phase[j] = ph_w.p[cols.index[j]];
-  if (mbdlfast::use_pruned_rows(W, distinct_columns(cols.index))) {
-    adjoint_rows_pruned(rk, sp, cols, column_phase, C, H, W, op);
+  if (cols.pruned) {
+    adjoint_rows_pruned(rk, sp, cols, C, H, W, op);
   } else {
-    adjoint_rows_fft(rk, sp, cols, column_phase, C, H, W, rows_k.options(), op);
+    adjoint_rows_fft(rk, sp, cols, C, H, W, rows_k.options(), op);
   }
 #pragma omp parallel for schedule(static)
   for (int64_t h = 0; h < H; ++h) {
@@ -484,10 +490,11 @@ void adjoint_entry(const at::Tensor& rows_k, const at::Tensor& maps_b, const Col
 }
 
 template <typename real_t>
-at::Tensor forward_impl(const at::Tensor& x, const at::Tensor& maps, const std::vector<Columns<real_t>>& cols, bool full) {
+at::Tensor forward_impl(const at::Tensor& x, const at::Tensor& maps, std::vector<Columns<real_t>> cols, bool full) {
   using cplx = std::complex<real_t>;
   const int64_t B = x.size(0), C = maps.size(1), H = maps.size(2), W = maps.size(3);
   const Phases<real_t> ph_h(H), ph_w(W);
+  for (auto& entry_cols : cols) prepare_row_transform(entry_cols, ph_w);
   const int64_t width = full ? W : static_cast<int64_t>(cols[0].index.size());
   auto out = at::empty({B, C, H, width}, x.options());
   for (int64_t b = 0; b < B; ++b) {
@@ -504,10 +511,11 @@ at::Tensor forward_impl(const at::Tensor& x, const at::Tensor& maps, const std::
 }
 
 template <typename real_t>
-at::Tensor adjoint_impl(const at::Tensor& k, const at::Tensor& maps, const std::vector<Columns<real_t>>& cols, bool full) {
+at::Tensor adjoint_impl(const at::Tensor& k, const at::Tensor& maps, std::vector<Columns<real_t>> cols, bool full) {
   using cplx = std::complex<real_t>;
   const int64_t B = k.size(0), C = maps.size(1), H = maps.size(2), W = maps.size(3);
   const Phases<real_t> ph_h(H), ph_w(W);
+  for (auto& entry_cols : cols) prepare_row_transform(entry_cols, ph_w);
   auto out = at::empty({B, H, W}, k.options());
   for (int64_t b = 0; b < B; ++b) {
     const auto& entry_cols = cols[cols.size() == 1 ? 0 : b];

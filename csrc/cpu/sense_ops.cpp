@@ -48,7 +48,6 @@ struct NormalShape {
 };
 
 NormalShape check_normal_inputs(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight) {
-  TORCH_CHECK(x.is_complex(), "mbdlfast cpp: x must be complex64 or complex128, got ", x.scalar_type());
   check_cpu_complex(x, "x");
   check_cpu_tensor(maps, "maps", x.scalar_type());
   check_weight(weight, x.scalar_type());
@@ -262,7 +261,6 @@ void soft_dc_rows(const at::Tensor& k, const at::Tensor& y, const at::Tensor& we
 
 // k - lam * weight * (k - y); weight (B|1, H|1, W) real, broadcast over coils.
 at::Tensor soft_dc_cpu(const at::Tensor& k, const at::Tensor& y, const at::Tensor& weight, const at::Tensor& lam) {
-  TORCH_CHECK(k.is_complex(), "mbdlfast cpp: k must be complex64 or complex128, got ", k.scalar_type());
   check_cpu_complex(k, "k");
   check_cpu_tensor(y, "y", k.scalar_type());
   check_weight(weight, k.scalar_type());

@@ -26,8 +26,10 @@ def is_image_family(family: str) -> bool:
     return isinstance(family, str) and family.startswith(IMAGES_PREFIX)
 
 
+@functools.lru_cache(maxsize=32)
 def image_paths(family: str) -> tuple[Path, ...]:
-    """The files named by ``images:<path>[,<path>...]``; a clear error when one is missing."""
+    """The files named by ``images:<path>[,<path>...]``; a clear error when one is missing. Cached, so
+    that drawing a sample does not check the files again."""
     names = [name.strip() for name in family[len(IMAGES_PREFIX):].split(",") if name.strip()]
     if not names:
         raise ValueError(f"family: expected 'images:<path>[,<path>...]' naming at least one image, got {family!r}")
