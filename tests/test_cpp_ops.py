@@ -148,11 +148,13 @@ def test_forced_row_transform_on_odd_widths_and_a_bad_setting(monkeypatch):
         ops.sense_normal(x, maps, mask, backend="cpp")
 
 
-def test_row_split_prefers_library_ffts_where_widths_split_poorly():
-    assert row_split(97, 30) == 0  # odd: no radix-2 factor, a direct DFT at 30 frequencies
-    assert row_split(396, 214) == 0  # 396 = 4 * 99 at R = 2
+def test_row_split_prefers_library_ffts_only_where_the_pruned_work_is_large():
+    assert row_split(97, 30) == 1  # odd: a direct DFT at 30 frequencies beats a prime-length FFT
+    assert row_split(396, 214) == 4  # 396 = 4 * 99 at R = 2
     assert row_split(368, 115) == 16  # 368 = 16 * 23 at R = 4 with 8% ACS
     assert row_split(320, 100) > 0
+    assert row_split(999, 999) == 0  # odd and fully sampled: a direct DFT is quadratic
+    assert row_split(2048, 2048) == 0  # library FFTs at their best
 
 
 def test_forward_adjoint_with_real_weights_empty_masks_and_repeated_columns():

@@ -4,13 +4,18 @@
 // frequencies K = {k : weight[k] != 0} matter (about W/R + ACS of them), so instead of two full FFTs
 // we use one Cooley-Tukey split W = P*Q (P a power of two) and prune its second stage:
 //
-//   n = Q*b + a, k = c + P*d:   X[k] = sum_a exp(-2 pi i a k / W) * U_c[a],
+//   n = Q*b + a, k = c + P*d:   X[k] = sum_a exp(-2 pi i a d / Q) * t_c[a] U_c[a],
 //                               U_c[a] = sum_b x[Q*b + a] exp(-2 pi i b c / P)      (length-P FFTs)
 //
-// so the forward transform is Q radix-2 FFTs of length P (cheap) plus, for each k in K, one length-Q
-// dot product; the inverse is the conjugate transpose of the same two stages. Per row that is about
-// W*log2(P) + 2*Q*|K| complex multiply-adds instead of two FFTs of length W, and at R = 4 the pruned
-// stage is the smaller part.
+// with twiddles t_c[a] = exp(-2 pi i a c / W). The length-Q DFT is evaluated at the sampled d only,
+// and symmetrically: the terms a and Q - a share a cosine and a sine of opposite sign, so with
+// s_a = t U[a] + t U[Q-a] and e_a = t U[a] - t U[Q-a] each output is
+//
+//   X[d] = t U[0] + sum_{a=1}^{Q/2} cos(2 pi a d / Q) s_a  -  i sum_{a=1}^{Q/2} sin(2 pi a d / Q) e_a,
+//
+// half the multiply-adds of the plain sum, and X[Q-d] (the same two sums with the sign of the sine
+// part flipped) comes for free where it is sampled too, as it is for every d of a residue group
+// that an equispaced mask fills. The inverse is the conjugate transpose of the same stages.
 //
 // Rows are processed kLanes at a time in structure-of-arrays form (slot n holds the real and the
 // imaginary parts of x[n] for kLanes rows), so every inner loop runs over the lanes and vectorises.
@@ -34,32 +39,44 @@ struct PrunedRowPlan {
   static constexpr int kTile = 4;                     // outputs accumulated at once (independent FMA chains)
 
   int64_t W = 0, P = 1, Q = 0, log2P = 0;
+  int64_t half = 0;                          // Q / 2: the term pairs (a, Q - a) for a = 1..half
   std::vector<int64_t> bit_reverse;          // P entries
   std::vector<real_t> fft_re, fft_im;        // exp(-2 pi i j / P), j < P/2
-  std::vector<int64_t> group_begin;          // P + 1 offsets into freqs (frequencies grouped by k mod P)
-  std::vector<real_t> scale;                 // weight[k] * norm per sampled frequency
-  std::vector<int64_t> position;             // W entries: k's index among the sampled, or -1
-  std::vector<real_t> coef_re, coef_im;      // exp(-2 pi i a k / W), (sampled frequency, a) row-major
+  std::vector<real_t> twiddle_re, twiddle_im;  // t_c[a] = exp(-2 pi i a c / W), (c, a) row-major
+  // Jobs: one sampled d of group c, with Q - d where that is sampled too (and differs from d).
+  std::vector<int64_t> job_begin;            // P + 1 offsets into the jobs, grouped by c
+  std::vector<int64_t> job_d, job_partner;   // spectrum positions of d and of Q - d (-1: none)
+  std::vector<real_t> job_cos, job_sin;      // cos / sin(2 pi a d / Q) for a = 1..half, (job, a) row-major
+  int64_t max_group_jobs = 0;
+  std::vector<real_t> scale;                 // weight[k] * norm per sampled frequency (spectrum order)
+  std::vector<int64_t> position;             // W entries: k's position in the spectrum, or -1
 
   int64_t sampled() const { return static_cast<int64_t>(scale.size()); }
+  int64_t jobs(int64_t c) const { return job_begin[c + 1] - job_begin[c]; }
+  // Scratch values a row transform needs beside its slots (see pruned_spectrum).
+  int64_t work_size() const { return (2 * P + 2 * sampled() + 4 * std::max(half, max_group_jobs)) * kLanes; }
 };
 
 // The power of two P (up to 64, dividing W) that minimises the modelled work, and that work in
-// complex multiply-adds per row; P = 1 when W is odd.
+// complex multiply-adds per row; P = 1 when W is odd. Per row and direction the pruned stages cost
+// the twiddles (W) and about Q/2 per sampled frequency (the symmetric sums, without counting the
+// pairs that halve it again).
 inline int64_t pruned_row_split(int64_t W, int64_t sampled, int64_t* work) {
-  int64_t best_P = 1, best_work = 2 * W * sampled;
+  int64_t best_P = 1, best_work = W * sampled;
   for (int64_t P = 2, log2P = 1; P <= 64 && W % P == 0; P *= 2, ++log2P) {
-    const int64_t candidate = W * log2P + 2 * (W / P) * sampled;
+    const int64_t candidate = W * log2P + 2 * W + (W / P) * sampled;
     if (candidate < best_work) best_P = P, best_work = candidate;
   }
   if (work) *work = best_work;
   return best_P;
 }
 
-// How much more a multiply-add costs in two library FFTs of length W than in the pruned stages
-// (powers of two count half, as library FFTs are at their best there). Set from timing both
-// transforms (MBDLFAST_ROW_TRANSFORM) on the 2-core EPYC at W from 64 to 640 and R = 2, 4, 8: the
-// library FFTs won only where the modelled pruned work exceeded about 4 times theirs.
+// How much more a multiply-add costs in two library FFTs of length W than in the pruned stages;
+// library FFTs are at their best at powers of two, whose work counts kPowerOfTwoDiscount of the
+// rest. Set from timing both transforms (MBDLFAST_ROW_TRANSFORM) on the 2-core EPYC at W from 97 to
+// 2048, from R = 4 to full masks: the library FFTs won only at large full masks (W = 999, 2048) and
+// at W = 1023 with R = 4, where the modelled pruned work exceeds about 4 times theirs.
+constexpr double kPowerOfTwoDiscount = 0.35;
 constexpr double kFftCostFactor = 4.0;
 
 // The split P (1 = a direct DFT at the sampled frequencies) with which A^H A transforms rows for a
@@ -67,8 +84,14 @@ constexpr double kFftCostFactor = 4.0;
 inline int64_t normal_1d_row_split(int64_t W, int64_t sampled) {
   int64_t pruned_work = 0;
   const int64_t P = pruned_row_split(W, sampled, &pruned_work);
-  const double fft_work = 2.0 * W * std::log2(static_cast<double>(W)) / ((W & (W - 1)) == 0 ? 2.0 : 1.0);
+  const double fft_work = 2.0 * W * std::log2(static_cast<double>(W)) * ((W & (W - 1)) == 0 ? kPowerOfTwoDiscount : 1.0);
   return pruned_work < kFftCostFactor * fft_work ? P : 0;
+}
+
+// cos and sin of 2 pi m / n, with m reduced modulo n in integers first, for accuracy at any n.
+inline void unit_root(int64_t m, int64_t n, double& cos_value, double& sin_value) {
+  const double angle = 2.0 * M_PI * static_cast<double>(((m % n) + n) % n) / static_cast<double>(n);
+  cos_value = std::cos(angle), sin_value = std::sin(angle);
 }
 
 // The plan for the frequencies with weight[k] != 0, each scaled by weight[k] * norm in the forward
@@ -81,6 +104,7 @@ PrunedRowPlan<real_t> make_pruned_row_plan(const real_t* weight, int64_t W, doub
   for (int64_t k = 0; k < W; ++k) sampled += weight[k] != 0;
   plan.P = pruned_row_split(W, sampled, nullptr);
   plan.Q = W / plan.P;
+  plan.half = plan.Q / 2;
   while ((int64_t{1} << plan.log2P) < plan.P) ++plan.log2P;
   plan.bit_reverse.resize(plan.P);
   for (int64_t j = 0; j < plan.P; ++j) {
@@ -88,28 +112,72 @@ PrunedRowPlan<real_t> make_pruned_row_plan(const real_t* weight, int64_t W, doub
     for (int64_t bit = 0; bit < plan.log2P; ++bit) r |= ((j >> bit) & 1) << (plan.log2P - 1 - bit);
     plan.bit_reverse[j] = r;
   }
-  const double two_pi = 2.0 * M_PI;
+  double cos_value, sin_value;
   for (int64_t j = 0; j < plan.P / 2; ++j) {
-    plan.fft_re.push_back(static_cast<real_t>(std::cos(two_pi * j / plan.P)));
-    plan.fft_im.push_back(static_cast<real_t>(-std::sin(two_pi * j / plan.P)));
+    unit_root(j, plan.P, cos_value, sin_value);
+    plan.fft_re.push_back(static_cast<real_t>(cos_value));
+    plan.fft_im.push_back(static_cast<real_t>(-sin_value));
   }
-  plan.group_begin.assign(plan.P + 1, 0);
   plan.position.assign(W, -1);
-  for (int64_t c = 0; c < plan.P; ++c) {
-    plan.group_begin[c] = plan.sampled();
+  for (int64_t c = 0; c < plan.P; ++c) {  // spectrum order: by group c = k mod P, then by d
     for (int64_t k = c; k < W; k += plan.P) {
       if (weight[k] == 0) continue;
       plan.position[k] = plan.sampled();
       plan.scale.push_back(static_cast<real_t>(weight[k] * norm));
-      for (int64_t a = 0; a < plan.Q; ++a) {
-        const double angle = -two_pi * static_cast<double>((a * k) % W) / static_cast<double>(W);
-        plan.coef_re.push_back(static_cast<real_t>(std::cos(angle)));
-        plan.coef_im.push_back(static_cast<real_t>(std::sin(angle)));
-      }
     }
   }
-  plan.group_begin[plan.P] = plan.sampled();
+  plan.job_begin.assign(1, 0);
+  for (int64_t c = 0; c < plan.P; ++c) {
+    for (int64_t a = 0; a < plan.Q; ++a) {
+      unit_root(-a * c, W, cos_value, sin_value);
+      plan.twiddle_re.push_back(static_cast<real_t>(cos_value));
+      plan.twiddle_im.push_back(static_cast<real_t>(sin_value));
+    }
+    for (int64_t d = 0; d < plan.Q; ++d) {
+      const int64_t k = c + plan.P * d, partner_d = (plan.Q - d) % plan.Q, partner_k = c + plan.P * partner_d;
+      if (plan.position[k] < 0 || (partner_d < d && plan.position[partner_k] >= 0)) continue;  // unsampled, or a partner's job
+      plan.job_d.push_back(plan.position[k]);
+      plan.job_partner.push_back(partner_d != d ? plan.position[partner_k] : -1);
+      for (int64_t a = 1; a <= plan.half; ++a) {
+        unit_root(a * d, plan.Q, cos_value, sin_value);
+        plan.job_cos.push_back(static_cast<real_t>(cos_value));
+        plan.job_sin.push_back(static_cast<real_t>(sin_value));
+      }
+    }
+    plan.job_begin.push_back(static_cast<int64_t>(plan.job_d.size()));
+    plan.max_group_jobs = std::max(plan.max_group_jobs, plan.jobs(c));
+  }
   return plan;
+}
+
+// One radix-2 butterfly over the lanes with twiddle w = exp(-+2 pi i j / P): (u, v) -> (u + w v, u - w v),
+// outputs (o, p) may alias the inputs. The twiddles 1 and -+i (a quarter of them, more in the early
+// stages) cost no multiplications.
+template <typename real_t, bool inverse>
+MBDLFAST_INLINE void butterfly(const PrunedRowPlan<real_t>& plan, int j, int P, const real_t* ur, const real_t* ui,
+                               const real_t* vr, const real_t* vi, real_t* o_r, real_t* o_i, real_t* p_r, real_t* p_i) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes;
+  if (j == 0) {
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+      const real_t xr = vr[l], xi = vi[l], yr = ur[l], yi = ui[l];
+      o_r[l] = yr + xr, o_i[l] = yi + xi, p_r[l] = yr - xr, p_i[l] = yi - xi;
+    }
+  } else if (4 * j == P) {  // w v = -i v forward, +i v inverse
+    const real_t sign = inverse ? -1 : 1;
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+      const real_t xr = sign * vi[l], xi = -sign * vr[l], yr = ur[l], yi = ui[l];
+      o_r[l] = yr + xr, o_i[l] = yi + xi, p_r[l] = yr - xr, p_i[l] = yi - xi;
+    }
+  } else {
+    const real_t wr = plan.fft_re[j], wi = inverse ? -plan.fft_im[j] : plan.fft_im[j];
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+      const real_t xr = wr * vr[l] - wi * vi[l], xi = wr * vi[l] + wi * vr[l], yr = ur[l], yi = ui[l];
+      o_r[l] = yr + xr, o_i[l] = yi + xi, p_r[l] = yr - xr, p_i[l] = yi - xi;
+    }
+  }
 }
 
 // In-place radix-2 FFT of length P (a compile-time power of two, >= 4) over the slots a, Q + a, ...,
@@ -124,10 +192,6 @@ MBDLFAST_INLINE void slot_ffts(const PrunedRowPlan<real_t>& plan, real_t* __rest
   const int64_t Q = plan.Q;
   real_t* __restrict tr = tmp;
   real_t* __restrict ti = tmp + P * L;
-  const auto twiddle = [&](int j, int stride, real_t& wr, real_t& wi) {
-    wr = plan.fft_re[j * stride];
-    wi = inverse ? -plan.fft_im[j * stride] : plan.fft_im[j * stride];
-  };
   for (int64_t a = 0; a < Q; ++a) {
     for (int i = 0; i < P / 2; ++i) {  // stage 1: pairs (rev(2i), rev(2i) + P/2) of the input
       const int64_t u = (Q * plan.bit_reverse[2 * i] + a) * L, v = u + Q * (P / 2) * L;
@@ -143,35 +207,17 @@ MBDLFAST_INLINE void slot_ffts(const PrunedRowPlan<real_t>& plan, real_t* __rest
       const int stride = P / (2 * half);
       for (int start = 0; start < P; start += 2 * half) {
         for (int j = 0; j < half; ++j) {
-          real_t wr, wi;
-          twiddle(j, stride, wr, wi);
-          real_t* __restrict ur = tr + (start + j) * L;
-          real_t* __restrict ui = ti + (start + j) * L;
-          real_t* __restrict vr = tr + (start + j + half) * L;
-          real_t* __restrict vi = ti + (start + j + half) * L;
-#pragma omp simd
-          for (int l = 0; l < L; ++l) {
-            const real_t xr = wr * vr[l] - wi * vi[l], xi = wr * vi[l] + wi * vr[l];
-            vr[l] = ur[l] - xr, vi[l] = ui[l] - xi;
-            ur[l] += xr, ui[l] += xi;
-          }
+          butterfly<real_t, inverse>(plan, j * stride, P, tr + (start + j) * L, ti + (start + j) * L,
+                                     tr + (start + j + half) * L, ti + (start + j + half) * L,
+                                     tr + (start + j) * L, ti + (start + j) * L, tr + (start + j + half) * L,
+                                     ti + (start + j + half) * L);
         }
       }
     }
     for (int j = 0; j < P / 2; ++j) {  // last stage: outputs j and j + P/2 straight to their slots
-      real_t wr, wi;
-      twiddle(j, 1, wr, wi);
-      const real_t* __restrict ur = tr + j * L;
-      const real_t* __restrict ui = ti + j * L;
-      const real_t* __restrict vr = tr + (j + P / 2) * L;
-      const real_t* __restrict vi = ti + (j + P / 2) * L;
       const int64_t o0 = (Q * j + a) * L, o1 = o0 + Q * (P / 2) * L;
-#pragma omp simd
-      for (int l = 0; l < L; ++l) {
-        const real_t xr = wr * vr[l] - wi * vi[l], xi = wr * vi[l] + wi * vr[l];
-        re[o0 + l] = ur[l] + xr, im[o0 + l] = ui[l] + xi;
-        re[o1 + l] = ur[l] - xr, im[o1 + l] = ui[l] - xi;
-      }
+      butterfly<real_t, inverse>(plan, j, P, tr + j * L, ti + j * L, tr + (j + P / 2) * L, ti + (j + P / 2) * L, re + o0,
+                                 im + o0, re + o1, im + o1);
     }
   }
 }
@@ -205,90 +251,194 @@ MBDLFAST_INLINE void all_slot_ffts(const PrunedRowPlan<real_t>& plan, real_t* __
   }
 }
 
-// Pruned forward stage for ``T`` sampled frequencies k0..k0+T-1 of group c (U_c at ``ur``/``ui``):
-// z_k = scale_k * sum_a coef[k][a] U_c[a]. T independent accumulators keep the FMA units busy.
-template <typename real_t, int T>
-MBDLFAST_INLINE void pruned_forward_tile(const PrunedRowPlan<real_t>& plan, int64_t k0, const real_t* __restrict ur,
-                                         const real_t* __restrict ui, real_t* __restrict zr, real_t* __restrict zi) {
-  constexpr int L = PrunedRowPlan<real_t>::kLanes;
-  const int64_t Q = plan.Q;
-  real_t acc_r[T][L] = {}, acc_i[T][L] = {};
-  for (int64_t a = 0; a < Q; ++a) {
-    for (int t = 0; t < T; ++t) {
-      const real_t er = plan.coef_re[(k0 + t) * Q + a], ei = plan.coef_im[(k0 + t) * Q + a];
-#pragma omp simd
-      for (int l = 0; l < L; ++l) {
-        acc_r[t][l] += er * ur[a * L + l] - ei * ui[a * L + l];
-        acc_i[t][l] += er * ui[a * L + l] + ei * ur[a * L + l];
-      }
-    }
-  }
-  for (int t = 0; t < T; ++t) {
-    const real_t s = plan.scale[k0 + t];
-#pragma omp simd
-    for (int l = 0; l < L; ++l) zr[(k0 + t) * L + l] = s * acc_r[t][l], zi[(k0 + t) * L + l] = s * acc_i[t][l];
-  }
-}
-
-// Pruned forward stage over all sampled k; ``z`` holds 2 * sampled * kLanes values (real, imaginary).
-template <typename real_t>
-MBDLFAST_INLINE void pruned_forward(const PrunedRowPlan<real_t>& plan, const real_t* __restrict re,
-                                    const real_t* __restrict im, real_t* __restrict z) {
-  constexpr int L = PrunedRowPlan<real_t>::kLanes, T = PrunedRowPlan<real_t>::kTile;
-  const int64_t Q = plan.Q, S = plan.sampled();
-  for (int64_t c = 0; c < plan.P; ++c) {
-    const real_t* ur = re + c * Q * L;
-    const real_t* ui = im + c * Q * L;
-    int64_t k = plan.group_begin[c];
-    for (; k + T <= plan.group_begin[c + 1]; k += T) pruned_forward_tile<real_t, T>(plan, k, ur, ui, z, z + S * L);
-    for (; k < plan.group_begin[c + 1]; ++k) pruned_forward_tile<real_t, 1>(plan, k, ur, ui, z, z + S * L);
-  }
-}
-
-// Pruned inverse stage for ``T`` positions a0..a0+T-1 of group c:
-// V_c[a] = sum_{k in group c} conj(coef[k][a]) z_k (the conjugate transpose of the forward stage).
-template <typename real_t, int T>
-MBDLFAST_INLINE void pruned_inverse_tile(const PrunedRowPlan<real_t>& plan, int64_t c, int64_t a0,
-                                         const real_t* __restrict zr, const real_t* __restrict zi,
-                                         real_t* __restrict vr, real_t* __restrict vi) {
-  constexpr int L = PrunedRowPlan<real_t>::kLanes;
-  const int64_t Q = plan.Q;
-  real_t acc_r[T][L] = {}, acc_i[T][L] = {};
-  for (int64_t k = plan.group_begin[c]; k < plan.group_begin[c + 1]; ++k) {
-    for (int t = 0; t < T; ++t) {
-      const real_t er = plan.coef_re[k * Q + a0 + t], ei = plan.coef_im[k * Q + a0 + t];
-#pragma omp simd
-      for (int l = 0; l < L; ++l) {
-        acc_r[t][l] += er * zr[k * L + l] + ei * zi[k * L + l];
-        acc_i[t][l] += er * zi[k * L + l] - ei * zr[k * L + l];
-      }
-    }
-  }
-  for (int t = 0; t < T; ++t) {
-#pragma omp simd
-    for (int l = 0; l < L; ++l) vr[(a0 + t) * L + l] = acc_r[t][l], vi[(a0 + t) * L + l] = acc_i[t][l];
-  }
-}
-
-template <typename real_t>
-MBDLFAST_INLINE void pruned_inverse(const PrunedRowPlan<real_t>& plan, const real_t* __restrict z, real_t* __restrict re,
-                                    real_t* __restrict im) {
-  constexpr int L = PrunedRowPlan<real_t>::kLanes, T = PrunedRowPlan<real_t>::kTile;
-  const int64_t Q = plan.Q, S = plan.sampled();
-  for (int64_t c = 0; c < plan.P; ++c) {
-    real_t* vr = re + c * Q * L;
-    real_t* vi = im + c * Q * L;
-    int64_t a = 0;
-    for (; a + T <= Q; a += T) pruned_inverse_tile<real_t, T>(plan, c, a, z, z + S * L, vr, vi);
-    for (; a < Q; ++a) pruned_inverse_tile<real_t, 1>(plan, c, a, z, z + S * L, vr, vi);
-  }
-}
-
 // Where the pruned spectrum of a row transform lives in ``work``: 2 * sampled * kLanes values (real
-// parts, then imaginary parts), after the 2 * P * kLanes of FFT scratch. ``work`` holds both.
+// parts, then imaginary parts), after the 2 * P * kLanes of FFT scratch and before the symmetric
+// sums of one group. ``work`` holds plan.work_size() values.
 template <typename real_t>
 real_t* pruned_spectrum(const PrunedRowPlan<real_t>& plan, real_t* work) {
   return work + 2 * plan.P * PrunedRowPlan<real_t>::kLanes;
+}
+
+template <typename real_t>
+real_t* group_sums(const PrunedRowPlan<real_t>& plan, real_t* work) {
+  return pruned_spectrum(plan, work) + 2 * plan.sampled() * PrunedRowPlan<real_t>::kLanes;
+}
+
+// Forward, one group c: the twiddled slot pairs s_a = t U[a] + t U[Q-a] and e_a = t U[a] - t U[Q-a]
+// for a = 1..half (at a = Q - a, s_a = t U[a] and e_a = 0), stored as s_re, s_im, e_re, e_im.
+template <typename real_t>
+MBDLFAST_INLINE void forward_pair_sums(const PrunedRowPlan<real_t>& plan, int64_t c, const real_t* __restrict ur,
+                                       const real_t* __restrict ui, real_t* __restrict sums) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes;
+  const int64_t Q = plan.Q, H = plan.half;
+  const real_t* tr = plan.twiddle_re.data() + c * Q;
+  const real_t* ti = plan.twiddle_im.data() + c * Q;
+  for (int64_t a = 1; a <= H; ++a) {
+    const int64_t b = Q - a;
+    real_t* __restrict sr = sums + (a - 1) * L;
+    real_t* __restrict si = sr + H * L;
+    real_t* __restrict er = si + H * L;
+    real_t* __restrict ei = er + H * L;
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+      const real_t xr = tr[a] * ur[a * L + l] - ti[a] * ui[a * L + l], xi = tr[a] * ui[a * L + l] + ti[a] * ur[a * L + l];
+      const real_t yr = a == b ? 0 : tr[b] * ur[b * L + l] - ti[b] * ui[b * L + l];
+      const real_t yi = a == b ? 0 : tr[b] * ui[b * L + l] + ti[b] * ur[b * L + l];
+      sr[l] = xr + yr, si[l] = xi + yi, er[l] = xr - yr, ei[l] = xi - yi;
+    }
+  }
+}
+
+// Forward, ``T`` jobs j0.. of one group: X[d] = U[0] + A - iB and X[Q-d] = U[0] + A + iB with
+// A = sum_a cos_a s_a and B = sum_a sin_a e_a, each times its scale, into the spectrum ``z``.
+template <typename real_t, int T>
+MBDLFAST_INLINE void forward_jobs_tile(const PrunedRowPlan<real_t>& plan, int64_t j0, const real_t* __restrict ur,
+                                       const real_t* __restrict ui, const real_t* __restrict sums, real_t* __restrict z) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes;
+  const int64_t H = plan.half, S = plan.sampled();
+  const real_t* cs = plan.job_cos.data() + j0 * H;
+  const real_t* sn = plan.job_sin.data() + j0 * H;
+  real_t ar[T][L] = {}, ai[T][L] = {}, br[T][L] = {}, bi[T][L] = {};
+  for (int64_t a = 0; a < H; ++a) {
+    const real_t* sr = sums + a * L;
+    const real_t* si = sr + H * L;
+    const real_t* er = si + H * L;
+    const real_t* ei = er + H * L;
+    for (int t = 0; t < T; ++t) {
+      const real_t c = cs[t * H + a], s = sn[t * H + a];
+#pragma omp simd
+      for (int l = 0; l < L; ++l) ar[t][l] += c * sr[l], ai[t][l] += c * si[l], br[t][l] += s * er[l], bi[t][l] += s * ei[l];
+    }
+  }
+  for (int t = 0; t < T; ++t) {
+    const int64_t k = plan.job_d[j0 + t], k2 = plan.job_partner[j0 + t];
+    const real_t s1 = plan.scale[k];
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+      z[k * L + l] = s1 * (ur[l] + ar[t][l] + bi[t][l]);
+      z[(S + k) * L + l] = s1 * (ui[l] + ai[t][l] - br[t][l]);
+    }
+    if (k2 < 0) continue;
+    const real_t s2 = plan.scale[k2];
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+      z[k2 * L + l] = s2 * (ur[l] + ar[t][l] - bi[t][l]);
+      z[(S + k2) * L + l] = s2 * (ui[l] + ai[t][l] + br[t][l]);
+    }
+  }
+}
+
+// Pruned forward stage over all sampled k (the slots hold U_c[a] at slot c*Q + a).
+template <typename real_t>
+MBDLFAST_INLINE void pruned_forward(const PrunedRowPlan<real_t>& plan, const real_t* __restrict re,
+                                    const real_t* __restrict im, real_t* __restrict work) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes, T = PrunedRowPlan<real_t>::kTile;
+  real_t* __restrict z = pruned_spectrum(plan, work);
+  real_t* __restrict sums = group_sums(plan, work);
+  for (int64_t c = 0; c < plan.P; ++c) {
+    if (plan.jobs(c) == 0) continue;
+    const real_t* ur = re + c * plan.Q * L;
+    const real_t* ui = im + c * plan.Q * L;
+    forward_pair_sums(plan, c, ur, ui, sums);
+    int64_t j = plan.job_begin[c];
+    for (; j + T <= plan.job_begin[c + 1]; j += T) forward_jobs_tile<real_t, T>(plan, j, ur, ui, sums, z);
+    for (; j < plan.job_begin[c + 1]; ++j) forward_jobs_tile<real_t, 1>(plan, j, ur, ui, sums, z);
+  }
+}
+
+// Inverse, one group c: per job, E = z_d + z_{Q-d} and O = z_d - z_{Q-d} (E = O = z_d without a
+// partner), stored as E_re, E_im, O_re, O_im over the group's jobs.
+template <typename real_t>
+MBDLFAST_INLINE void inverse_job_sums(const PrunedRowPlan<real_t>& plan, int64_t c, const real_t* __restrict z,
+                                      real_t* __restrict sums) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes;
+  const int64_t S = plan.sampled(), J = plan.jobs(c);
+  for (int64_t j = 0; j < J; ++j) {
+    const int64_t k = plan.job_d[plan.job_begin[c] + j], k2 = plan.job_partner[plan.job_begin[c] + j];
+    real_t* __restrict er = sums + j * L;
+    real_t* __restrict ei = er + J * L;
+    real_t* __restrict orr = ei + J * L;
+    real_t* __restrict oi = orr + J * L;
+    const real_t* zr = z + k * L;
+    const real_t* zi = z + (S + k) * L;
+    const real_t* pr = z + (k2 < 0 ? k : k2) * L;
+    const real_t* pi = z + (S + (k2 < 0 ? k : k2)) * L;
+    const real_t sign = k2 < 0 ? 0 : 1;  // no partner: E = O = z_d
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {
+      er[l] = zr[l] + sign * pr[l], ei[l] = zi[l] + sign * pi[l];
+      orr[l] = zr[l] - sign * pr[l], oi[l] = zi[l] - sign * pi[l];
+    }
+  }
+}
+
+// Inverse, ``T`` terms a0.. (1 <= a <= half) of one group: Y[a] = C + iS and Y[Q-a] = C - iS with
+// C = sum_j cos_j E_j and S = sum_j sin_j O_j, times conj(t_c[a]), into slots a and Q - a.
+template <typename real_t, int T>
+MBDLFAST_INLINE void inverse_terms_tile(const PrunedRowPlan<real_t>& plan, int64_t c, int64_t a0,
+                                        const real_t* __restrict sums, real_t* __restrict vr, real_t* __restrict vi) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes;
+  const int64_t Q = plan.Q, H = plan.half, J = plan.jobs(c);
+  const real_t* cs = plan.job_cos.data() + plan.job_begin[c] * H + (a0 - 1);
+  const real_t* sn = plan.job_sin.data() + plan.job_begin[c] * H + (a0 - 1);
+  real_t cr[T][L] = {}, ci[T][L] = {}, sr[T][L] = {}, si[T][L] = {};
+  for (int64_t j = 0; j < J; ++j) {
+    const real_t* er = sums + j * L;
+    const real_t* ei = er + J * L;
+    const real_t* orr = ei + J * L;
+    const real_t* oi = orr + J * L;
+    for (int t = 0; t < T; ++t) {
+      const real_t cv = cs[j * H + t], sv = sn[j * H + t];
+#pragma omp simd
+      for (int l = 0; l < L; ++l) cr[t][l] += cv * er[l], ci[t][l] += cv * ei[l], sr[t][l] += sv * orr[l], si[t][l] += sv * oi[l];
+    }
+  }
+  const real_t* tr = plan.twiddle_re.data() + c * Q;
+  const real_t* ti = plan.twiddle_im.data() + c * Q;
+  for (int t = 0; t < T; ++t) {
+    const int64_t a = a0 + t, b = Q - a;
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {  // conj(t_a) * (C + iS)
+      const real_t yr = cr[t][l] - si[t][l], yi = ci[t][l] + sr[t][l];
+      vr[a * L + l] = tr[a] * yr + ti[a] * yi, vi[a * L + l] = tr[a] * yi - ti[a] * yr;
+    }
+    if (b == a) continue;  // Q even, a = Q/2: the sine sum vanishes
+#pragma omp simd
+    for (int l = 0; l < L; ++l) {  // conj(t_b) * (C - iS)
+      const real_t yr = cr[t][l] + si[t][l], yi = ci[t][l] - sr[t][l];
+      vr[b * L + l] = tr[b] * yr + ti[b] * yi, vi[b * L + l] = tr[b] * yi - ti[b] * yr;
+    }
+  }
+}
+
+// Pruned inverse stage, the conjugate transpose of pruned_forward without its scales: slots <- the
+// spectrum in ``work``; groups without sampled frequencies get zeros.
+template <typename real_t>
+MBDLFAST_INLINE void pruned_inverse(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im,
+                                    real_t* __restrict work) {
+  constexpr int L = PrunedRowPlan<real_t>::kLanes, T = PrunedRowPlan<real_t>::kTile;
+  const real_t* __restrict z = pruned_spectrum(plan, work);
+  real_t* __restrict sums = group_sums(plan, work);
+  for (int64_t c = 0; c < plan.P; ++c) {
+    real_t* vr = re + c * plan.Q * L;
+    real_t* vi = im + c * plan.Q * L;
+    const int64_t J = plan.jobs(c);
+    if (J == 0) {
+      std::fill(vr, vr + plan.Q * L, real_t(0));
+      std::fill(vi, vi + plan.Q * L, real_t(0));
+      continue;
+    }
+    inverse_job_sums(plan, c, z, sums);
+    std::fill(vr, vr + L, real_t(0));  // Y[0] = sum_j E_j (t_c[0] = 1)
+    std::fill(vi, vi + L, real_t(0));
+    for (int64_t j = 0; j < J; ++j) {
+#pragma omp simd
+      for (int l = 0; l < L; ++l) vr[l] += sums[j * L + l], vi[l] += sums[(J + j) * L + l];
+    }
+    int64_t a = 1;
+    for (; a + T <= plan.half + 1; a += T) inverse_terms_tile<real_t, T>(plan, c, a, sums, vr, vi);
+    for (; a <= plan.half; ++a) inverse_terms_tile<real_t, 1>(plan, c, a, sums, vr, vi);
+  }
 }
 
 // Scaled DFT at the sampled frequencies: pruned_spectrum <- scale * FFT(rows); the slots are clobbered.
@@ -296,7 +446,7 @@ template <typename real_t>
 MBDLFAST_INLINE void pruned_row_forward(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im,
                                         real_t* __restrict work) {
   all_slot_ffts<real_t, false>(plan, re, im, work);
-  pruned_forward(plan, re, im, pruned_spectrum(plan, work));
+  pruned_forward(plan, re, im, work);
 }
 
 // Its adjoint: rows <- (FFT restricted to the sampled frequencies)^H (scale * pruned_spectrum).
@@ -311,7 +461,7 @@ MBDLFAST_INLINE void pruned_row_adjoint(const PrunedRowPlan<real_t>& plan, real_
 #pragma omp simd
     for (int l = 0; l < L; ++l) z[k * L + l] *= s, z[(S + k) * L + l] *= s;
   }
-  pruned_inverse(plan, z, re, im);
+  pruned_inverse(plan, re, im, work);
   all_slot_ffts<real_t, true>(plan, re, im, work);
 }
 
@@ -320,7 +470,7 @@ template <typename real_t>
 MBDLFAST_INLINE void pruned_row_normal(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im,
                                        real_t* __restrict work) {
   pruned_row_forward(plan, re, im, work);
-  pruned_inverse(plan, pruned_spectrum(plan, work), re, im);
+  pruned_inverse(plan, re, im, work);
   all_slot_ffts<real_t, true>(plan, re, im, work);
 }
 

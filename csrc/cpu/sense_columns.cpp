@@ -248,7 +248,7 @@ void forward_rows_pruned(const std::complex<real_t>* xp, const std::complex<real
   const int64_t n = static_cast<int64_t>(cols.index.size()), blocks = (H + L - 1) / L;
 #pragma omp parallel
   {
-    std::vector<real_t> lanes(2 * W * L + 2 * (plan.P + plan.sampled()) * L);
+    std::vector<real_t> lanes(2 * W * L + plan.work_size());
     std::vector<cplx> x_mod(L * W);
     const std::vector<cplx> zeros(W);
 #pragma omp for schedule(dynamic, 1)
@@ -329,11 +329,11 @@ at::Tensor forward_columns(const at::Tensor& x_b, const at::Tensor& maps_b, cons
 constexpr int64_t kRowTile = 8;
 
 // One coil's k-space rows from its H-transformed columns (n,H): out[h, col_j] = p_h[h] * scale[j] *
-// columns[j, h], with col_j = index[j] in full rows of width W (the other columns zero) or j in
-// compact rows of width n.
+// norm * columns[j, h], with col_j = index[j] in full rows of width W (the other columns zero) or j
+// in compact rows of width n.
 template <typename real_t>
 void columns_to_rows(const std::complex<real_t>* columns, const Columns<real_t>& cols, const Phases<real_t>& ph_h, int64_t H,
-                     int64_t width, bool full, std::complex<real_t>* out) {
+                     real_t norm, int64_t width, bool full, std::complex<real_t>* out) {
   const int64_t n = static_cast<int64_t>(cols.index.size());
   for (int64_t h0 = 0; h0 < H; h0 += kRowTile) {
     const int64_t rows = std::min(kRowTile, H - h0);
@@ -342,22 +342,24 @@ void columns_to_rows(const std::complex<real_t>* columns, const Columns<real_t>&
     for (int64_t j = 0; j < n; ++j) {
       const std::complex<real_t>* src = columns + j * H + h0;
       std::complex<real_t>* dst = tile + (full ? cols.index[j] : j);
-      for (int64_t l = 0; l < rows; ++l) dst[l * width] = cmul(src[l], ph_h.p[h0 + l]) * cols.scale[j];
+      const real_t s = cols.scale[j] * norm;
+      for (int64_t l = 0; l < rows; ++l) dst[l * width] = cmul(src[l], ph_h.p[h0 + l]) * s;
     }
   }
 }
 
-// Its transpose, the adjoint's gather for one coil: columns[j, h] = conj(p_h[h]) * scale[j] * in[h, col_j].
+// Its transpose, the adjoint's gather for one coil: columns[j, h] = conj(p_h[h]) * scale[j] * norm * in[h, col_j].
 template <typename real_t>
 void rows_to_columns(const std::complex<real_t>* in, const Columns<real_t>& cols, const Phases<real_t>& ph_h, int64_t H,
-                     int64_t width, bool full, std::complex<real_t>* columns) {
+                     real_t norm, int64_t width, bool full, std::complex<real_t>* columns) {
   const int64_t n = static_cast<int64_t>(cols.index.size());
   for (int64_t h0 = 0; h0 < H; h0 += kRowTile) {
     const int64_t rows = std::min(kRowTile, H - h0);
     for (int64_t j = 0; j < n; ++j) {
       const std::complex<real_t>* src = in + h0 * width + (full ? cols.index[j] : j);
       std::complex<real_t>* dst = columns + j * H + h0;
-      for (int64_t l = 0; l < rows; ++l) dst[l] = cmul_conj(ph_h.p[h0 + l], src[l * width]) * cols.scale[j];
+      const real_t s = cols.scale[j] * norm;
+      for (int64_t l = 0; l < rows; ++l) dst[l] = cmul_conj(ph_h.p[h0 + l], src[l * width]) * s;
       // The next tile's rows: more streams than the hardware prefetcher follows.
       for (int64_t l = kRowTile; l < std::min(2 * kRowTile, H - h0); ++l) __builtin_prefetch(src + l * width);
     }
@@ -365,7 +367,8 @@ void rows_to_columns(const std::complex<real_t>* in, const Columns<real_t>& cols
 }
 
 // The forward's transform along H and its k-space write, coil by coil so that each coil's spectrum
-// (n x H) is written out from cache: rows_k (C,n,H) -> out (C,H,width).
+// (n x H) is written out from cache: rows_k (C,n,H) -> out (C,H,width). The FFT runs unnormalised and
+// the k-space write applies the "ortho" 1/sqrt(H), saving the library a pass.
 template <typename real_t>
 void columns_to_kspace(const at::Tensor& rows_k, const Columns<real_t>& cols, const Phases<real_t>& ph_h, int64_t width, bool full,
                        std::complex<real_t>* out) {
@@ -375,15 +378,17 @@ void columns_to_kspace(const at::Tensor& rows_k, const Columns<real_t>& cols, co
     at::NoGradGuard no_grad;
     auto spectrum = at::empty({n, H}, rows_k.options());
     const auto* sp = reinterpret_cast<const std::complex<real_t>*>(spectrum.data_ptr());
+    const real_t norm = static_cast<real_t>(1.0 / std::sqrt(static_cast<double>(H)));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t c = 0; c < C; ++c) {
-      at::fft_fft_out(spectrum, rows_k[c], c10::nullopt, -1, "ortho");
-      columns_to_rows(sp, cols, ph_h, H, width, full, out + c * H * width);
+      at::fft_fft_out(spectrum, rows_k[c], c10::nullopt, -1, "backward");
+      columns_to_rows(sp, cols, ph_h, H, norm, width, full, out + c * H * width);
     }
   }
 }
 
-// The adjoint's gather and its inverse transform along H, coil by coil: in (C,H,width) -> rows_k (C,n,H).
+// The adjoint's gather and its inverse transform along H, coil by coil: in (C,H,width) -> rows_k (C,n,H);
+// the gather applies the "ortho" 1/sqrt(H) and the inverse FFT runs unnormalised.
 template <typename real_t>
 void kspace_to_columns(const std::complex<real_t>* in, const Columns<real_t>& cols, const Phases<real_t>& ph_h, int64_t width,
                        bool full, at::Tensor& rows_k) {
@@ -393,11 +398,12 @@ void kspace_to_columns(const std::complex<real_t>* in, const Columns<real_t>& co
     at::NoGradGuard no_grad;
     auto gathered = at::empty({n, H}, rows_k.options());
     auto* gp = reinterpret_cast<std::complex<real_t>*>(gathered.data_ptr());
+    const real_t norm = static_cast<real_t>(1.0 / std::sqrt(static_cast<double>(H)));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t c = 0; c < C; ++c) {
-      rows_to_columns(in + c * H * width, cols, ph_h, H, width, full, gp);
+      rows_to_columns(in + c * H * width, cols, ph_h, H, norm, width, full, gp);
       auto coil = rows_k[c];
-      at::fft_ifft_out(coil, gathered, c10::nullopt, -1, "ortho");
+      at::fft_ifft_out(coil, gathered, c10::nullopt, -1, "forward");
     }
   }
 }
@@ -414,7 +420,7 @@ void adjoint_rows_pruned(const std::complex<real_t>* rk, const std::complex<real
   const int64_t n = static_cast<int64_t>(cols.index.size()), blocks = (H + L - 1) / L;
 #pragma omp parallel
   {
-    std::vector<real_t> lanes(2 * W * L + 2 * (plan.P + plan.sampled()) * L);
+    std::vector<real_t> lanes(2 * W * L + plan.work_size());
     const std::vector<cplx> zeros(W);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t block = 0; block < blocks; ++block) {

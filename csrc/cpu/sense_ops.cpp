@@ -138,7 +138,7 @@ struct PrunedBlock {
   real_t gamma;
   real_t* re;    // W * kLanes
   real_t* im;    // W * kLanes
-  real_t* work;  // 2 * (P + sampled) * kLanes
+  real_t* work;  // plan->work_size()
   const std::complex<real_t>* zeros;  // W zeros
 };
 
@@ -187,7 +187,7 @@ void normal_rows_pruned(const at::Tensor& x, const at::Tensor& maps, const at::T
   std::vector<Plan> plans;
   for (int64_t b = 0; b < (s.shared_weight ? 1 : s.B); ++b) plans.push_back(mbdlfast::make_pruned_row_plan(wp + b * s.W, s.W, 1.0 / s.W));
   int64_t work_size = 0;
-  for (const auto& plan : plans) work_size = std::max(work_size, 2 * (plan.P + plan.sampled()) * L);
+  for (const auto& plan : plans) work_size = std::max(work_size, plan.work_size());
   const auto kernel = mbdlfast::best_isa<PrunedNormalBlock<real_t>>();
   const auto* xp = reinterpret_cast<const cplx*>(x.data_ptr());
   const auto* sp = reinterpret_cast<const cplx*>(maps.data_ptr());
