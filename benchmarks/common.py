@@ -2,10 +2,13 @@
 
 Timing: a few warm-up calls, then ``repeats`` timed calls, reported as median and 20th/80th
 percentiles in milliseconds. On CUDA each call is timed with CUDA events after a synchronize, on
-CPU with ``time.perf_counter``.
+CPU with ``time.perf_counter``. Python's garbage collector is paused while timing (as ``timeit``
+does): a collection that happens to land in one candidate's call is the interpreter's cost, not the
+candidate's.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -53,9 +56,15 @@ def time_calls(fns: dict[str, Callable[[], object]], device: torch.device, *, wa
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            samples[name].append(_one_sample_ms(fn, device))
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(repeats):
+            for name, fn in fns.items():
+                samples[name].append(_one_sample_ms(fn, device))
+    finally:
+        if collecting:
+            gc.enable()
     timings = {}
     for name, values in samples.items():
         values.sort()
