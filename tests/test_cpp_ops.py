@@ -67,8 +67,9 @@ def test_forward_and_adjoint_full_and_compact_match_reference(case, per_batch):
 
 
 # Widths whose rows split as W = P * Q for the pruned row transform (P = 4 .. 64), sampling
-# patterns with empty residue groups, a single column and every column, and batched masks; each
-# case runs with the transform the work model picks and with each one forced.
+# patterns with empty residue groups, a single column, every column, the columns 0, 2, W - 2 and
+# W/2 (a direct DFT of even length Q = W: a partnered pair d, Q - d and d = Q/2, its own partner)
+# and batched masks; each case runs with the transform the work model picks and with each one forced.
 PRUNED_CASES = [(20, 19, 368, 2), (3, 21, 320, 1), (5, 18, 180, 2), (2, 9, 12, 3), (1, 17, 64, 1)]
 
 
@@ -82,7 +83,9 @@ def pruned_masks(width: int, batch: int) -> list[torch.Tensor]:
     equispaced = masks.equispaced(width, 4, 0.08, offset=1)
     single = torch.zeros(width, dtype=torch.bool)
     single[width // 3] = True
-    return [equispaced, single, torch.ones(width, dtype=torch.bool), torch.rand(batch, width) < 0.3]
+    symmetric = torch.zeros(width, dtype=torch.bool)
+    symmetric[[0, 2, width - 2, width // 2]] = True
+    return [equispaced, single, symmetric, torch.ones(width, dtype=torch.bool), torch.rand(batch, width) < 0.3]
 
 
 @pytest.mark.parametrize("case", PRUNED_CASES)
@@ -97,6 +100,8 @@ def test_pruned_row_transform_matches_reference(case, row_transform, monkeypatch
         sampled = int(mask.reshape(-1, width).sum(-1).max())
         if sampled < width:  # a full mask may take the FFT path; the others must be pruned
             assert row_split(width, sampled) > 0, (width, sampled)
+        if sampled == 4 and mask.dim() == 1 and mask[width // 2]:  # the symmetric mask: a direct DFT
+            assert row_split(width, sampled) == 1, width
         x64, maps64, AHy64 = (t.to(torch.complex64) for t in (x, maps, AHy))
         assert_complex64_matches([
             (ops.sense_normal(x64, maps64, mask, backend="cpp"), reference.sense_normal(x, maps, mask)),

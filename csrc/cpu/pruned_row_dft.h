@@ -24,6 +24,7 @@
 #include <c10/util/Exception.h>
 
 #include <cmath>
+#include <complex>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -39,7 +40,6 @@ struct PrunedRowPlan {
   static constexpr int kTile = 4;                     // outputs accumulated at once (independent FMA chains)
 
   int64_t W = 0, P = 1, Q = 0, log2P = 0;
-  int64_t half = 0;                          // Q / 2: the term pairs (a, Q - a) for a = 1..half
   std::vector<int64_t> bit_reverse;          // P entries
   std::vector<real_t> fft_re, fft_im;        // exp(-2 pi i j / P), j < P/2
   std::vector<real_t> twiddle_re, twiddle_im;  // t_c[a] = exp(-2 pi i a c / W), (c, a) row-major
@@ -52,9 +52,10 @@ struct PrunedRowPlan {
   std::vector<int64_t> position;             // W entries: k's position in the spectrum, or -1
 
   int64_t sampled() const { return static_cast<int64_t>(scale.size()); }
+  int64_t half() const { return Q / 2; }  // the term pairs (a, Q - a) for a = 1..half
   int64_t jobs(int64_t c) const { return job_begin[c + 1] - job_begin[c]; }
   // Scratch values a row transform needs beside its slots (see pruned_spectrum).
-  int64_t work_size() const { return (2 * P + 2 * sampled() + 4 * std::max(half, max_group_jobs)) * kLanes; }
+  int64_t work_size() const { return (2 * P + 2 * sampled() + 4 * std::max(half(), max_group_jobs)) * kLanes; }
 };
 
 // The power of two P (up to 64, dividing W) that minimises the modelled work, and that work in
@@ -88,10 +89,10 @@ inline int64_t normal_1d_row_split(int64_t W, int64_t sampled) {
   return pruned_work < kFftCostFactor * fft_work ? P : 0;
 }
 
-// cos and sin of 2 pi m / n, with m reduced modulo n in integers first, for accuracy at any n.
-inline void unit_root(int64_t m, int64_t n, double& cos_value, double& sin_value) {
+// exp(2 pi i m / n), with m reduced modulo n in integers first, for accuracy at any n.
+inline std::complex<double> unit_root(int64_t m, int64_t n) {
   const double angle = 2.0 * M_PI * static_cast<double>(((m % n) + n) % n) / static_cast<double>(n);
-  cos_value = std::cos(angle), sin_value = std::sin(angle);
+  return {std::cos(angle), std::sin(angle)};
 }
 
 // The plan for the frequencies with weight[k] != 0, each scaled by weight[k] * norm in the forward
@@ -104,7 +105,6 @@ PrunedRowPlan<real_t> make_pruned_row_plan(const real_t* weight, int64_t W, doub
   for (int64_t k = 0; k < W; ++k) sampled += weight[k] != 0;
   plan.P = pruned_row_split(W, sampled, nullptr);
   plan.Q = W / plan.P;
-  plan.half = plan.Q / 2;
   while ((int64_t{1} << plan.log2P) < plan.P) ++plan.log2P;
   plan.bit_reverse.resize(plan.P);
   for (int64_t j = 0; j < plan.P; ++j) {
@@ -112,11 +112,10 @@ PrunedRowPlan<real_t> make_pruned_row_plan(const real_t* weight, int64_t W, doub
     for (int64_t bit = 0; bit < plan.log2P; ++bit) r |= ((j >> bit) & 1) << (plan.log2P - 1 - bit);
     plan.bit_reverse[j] = r;
   }
-  double cos_value, sin_value;
   for (int64_t j = 0; j < plan.P / 2; ++j) {
-    unit_root(j, plan.P, cos_value, sin_value);
-    plan.fft_re.push_back(static_cast<real_t>(cos_value));
-    plan.fft_im.push_back(static_cast<real_t>(-sin_value));
+    const auto w = unit_root(-j, plan.P);
+    plan.fft_re.push_back(static_cast<real_t>(w.real()));
+    plan.fft_im.push_back(static_cast<real_t>(w.imag()));
   }
   plan.position.assign(W, -1);
   for (int64_t c = 0; c < plan.P; ++c) {  // spectrum order: by group c = k mod P, then by d
@@ -129,19 +128,19 @@ PrunedRowPlan<real_t> make_pruned_row_plan(const real_t* weight, int64_t W, doub
   plan.job_begin.assign(1, 0);
   for (int64_t c = 0; c < plan.P; ++c) {
     for (int64_t a = 0; a < plan.Q; ++a) {
-      unit_root(-a * c, W, cos_value, sin_value);
-      plan.twiddle_re.push_back(static_cast<real_t>(cos_value));
-      plan.twiddle_im.push_back(static_cast<real_t>(sin_value));
+      const auto t = unit_root(-a * c, W);
+      plan.twiddle_re.push_back(static_cast<real_t>(t.real()));
+      plan.twiddle_im.push_back(static_cast<real_t>(t.imag()));
     }
     for (int64_t d = 0; d < plan.Q; ++d) {
       const int64_t k = c + plan.P * d, partner_d = (plan.Q - d) % plan.Q, partner_k = c + plan.P * partner_d;
       if (plan.position[k] < 0 || (partner_d < d && plan.position[partner_k] >= 0)) continue;  // unsampled, or a partner's job
       plan.job_d.push_back(plan.position[k]);
       plan.job_partner.push_back(partner_d != d ? plan.position[partner_k] : -1);
-      for (int64_t a = 1; a <= plan.half; ++a) {
-        unit_root(a * d, plan.Q, cos_value, sin_value);
-        plan.job_cos.push_back(static_cast<real_t>(cos_value));
-        plan.job_sin.push_back(static_cast<real_t>(sin_value));
+      for (int64_t a = 1; a <= plan.half(); ++a) {
+        const auto r = unit_root(a * d, plan.Q);
+        plan.job_cos.push_back(static_cast<real_t>(r.real()));
+        plan.job_sin.push_back(static_cast<real_t>(r.imag()));
       }
     }
     plan.job_begin.push_back(static_cast<int64_t>(plan.job_d.size()));
@@ -270,7 +269,7 @@ template <typename real_t>
 MBDLFAST_INLINE void forward_pair_sums(const PrunedRowPlan<real_t>& plan, int64_t c, const real_t* __restrict ur,
                                        const real_t* __restrict ui, real_t* __restrict sums) {
   constexpr int L = PrunedRowPlan<real_t>::kLanes;
-  const int64_t Q = plan.Q, H = plan.half;
+  const int64_t Q = plan.Q, H = plan.half();
   const real_t* tr = plan.twiddle_re.data() + c * Q;
   const real_t* ti = plan.twiddle_im.data() + c * Q;
   for (int64_t a = 1; a <= H; ++a) {
@@ -295,7 +294,7 @@ template <typename real_t, int T>
 MBDLFAST_INLINE void forward_jobs_tile(const PrunedRowPlan<real_t>& plan, int64_t j0, const real_t* __restrict ur,
                                        const real_t* __restrict ui, const real_t* __restrict sums, real_t* __restrict z) {
   constexpr int L = PrunedRowPlan<real_t>::kLanes;
-  const int64_t H = plan.half, S = plan.sampled();
+  const int64_t H = plan.half(), S = plan.sampled();
   const real_t* cs = plan.job_cos.data() + j0 * H;
   const real_t* sn = plan.job_sin.data() + j0 * H;
   real_t ar[T][L] = {}, ai[T][L] = {}, br[T][L] = {}, bi[T][L] = {};
@@ -378,7 +377,7 @@ template <typename real_t, int T>
 MBDLFAST_INLINE void inverse_terms_tile(const PrunedRowPlan<real_t>& plan, int64_t c, int64_t a0,
                                         const real_t* __restrict sums, real_t* __restrict vr, real_t* __restrict vi) {
   constexpr int L = PrunedRowPlan<real_t>::kLanes;
-  const int64_t Q = plan.Q, H = plan.half, J = plan.jobs(c);
+  const int64_t Q = plan.Q, H = plan.half(), J = plan.jobs(c);
   const real_t* cs = plan.job_cos.data() + plan.job_begin[c] * H + (a0 - 1);
   const real_t* sn = plan.job_sin.data() + plan.job_begin[c] * H + (a0 - 1);
   real_t cr[T][L] = {}, ci[T][L] = {}, sr[T][L] = {}, si[T][L] = {};
@@ -436,8 +435,8 @@ MBDLFAST_INLINE void pruned_inverse(const PrunedRowPlan<real_t>& plan, real_t* _
       for (int l = 0; l < L; ++l) vr[l] += sums[j * L + l], vi[l] += sums[(J + j) * L + l];
     }
     int64_t a = 1;
-    for (; a + T <= plan.half + 1; a += T) inverse_terms_tile<real_t, T>(plan, c, a, sums, vr, vi);
-    for (; a <= plan.half; ++a) inverse_terms_tile<real_t, 1>(plan, c, a, sums, vr, vi);
+    for (; a + T <= plan.half() + 1; a += T) inverse_terms_tile<real_t, T>(plan, c, a, sums, vr, vi);
+    for (; a <= plan.half(); ++a) inverse_terms_tile<real_t, 1>(plan, c, a, sums, vr, vi);
   }
 }
 

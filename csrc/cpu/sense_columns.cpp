@@ -42,13 +42,9 @@ struct Phases {
   std::vector<std::complex<real_t>> q, p;  // input and output modulation of the centred DFT
   explicit Phases(int64_t n) : q(n), p(n) {
     const int64_t c = n / 2;
-    const double two_pi = 2.0 * M_PI;
     for (int64_t i = 0; i < n; ++i) {
-      // Reduce the exponents modulo n in integers first, for accuracy at any n.
-      const double q_angle = two_pi * static_cast<double>((c * i) % n) / static_cast<double>(n);
-      const double p_angle = -two_pi * static_cast<double>((((c * c - c * i) % n) + n) % n) / static_cast<double>(n);
-      q[i] = std::complex<real_t>(static_cast<real_t>(std::cos(q_angle)), static_cast<real_t>(std::sin(q_angle)));
-      p[i] = std::complex<real_t>(static_cast<real_t>(std::cos(p_angle)), static_cast<real_t>(std::sin(p_angle)));
+      q[i] = std::complex<real_t>(mbdlfast::unit_root(c * i, n));
+      p[i] = std::complex<real_t>(mbdlfast::unit_root(c * i - c * c, n));
     }
   }
 };
