@@ -27,4 +27,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("normal_1d_row_split", &mbdlfast::normal_1d_row_split, pybind11::arg("width"), pybind11::arg("sampled"),
         "The split P of the pruned row transform that CPU A^H A uses for a 1D mask of `sampled` of `width` "
         "columns, or 0 where it uses two library FFTs instead");
+  m.def("column_transform_in_lanes", &mbdlfast::column_lanes_modelled, pybind11::arg("height"),
+        "Whether the CPU SENSE forward and adjoint transform along H on columns in vector lanes (else library FFTs)");
 }

@@ -44,6 +44,17 @@ def test_fused_ops_match_reference_in_complex64(case, per_batch_maps, batched_ma
     assert_complex64_matches(pairs)
 
 
+def assert_forward_and_adjoint_match(x, maps, mask, y, columns, yc):
+    """A and A^H, full (``mask``) and compact (``columns``), in complex64 against the complex128 reference."""
+    x64, maps64, y64, yc64 = (t.to(torch.complex64) for t in (x, maps, y, yc))
+    assert_complex64_matches([
+        (ops.sense_forward(x64, maps64, mask, backend="cpp"), reference.sense_forward(x, maps, mask)),
+        (ops.sense_adjoint(y64, maps64, mask, backend="cpp"), reference.sense_adjoint(y, maps, mask)),
+        (ops.sense_forward_compact(x64, maps64, columns, backend="cpp"), reference.sense_forward_compact(x, maps, columns)),
+        (ops.sense_adjoint_compact(yc64, maps64, columns, backend="cpp"), reference.sense_adjoint_compact(yc, maps, columns)),
+    ])
+
+
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("per_batch", [False, True])
 def test_forward_and_adjoint_full_and_compact_match_reference(case, per_batch):
@@ -52,14 +63,7 @@ def test_forward_and_adjoint_full_and_compact_match_reference(case, per_batch):
     y = torch.randn(batch, coils, height, width, dtype=torch.complex128)
     columns = sampled_columns(width, batch, per_batch)
     yc = torch.randn(batch, coils, height, columns.shape[-1], dtype=torch.complex128)
-    x64, maps64, y64, yc64 = (t.to(torch.complex64) for t in (x, maps, y, yc))
-    pairs = [
-        (ops.sense_forward(x64, maps64, mask, backend="cpp"), reference.sense_forward(x, maps, mask)),
-        (ops.sense_adjoint(y64, maps64, mask, backend="cpp"), reference.sense_adjoint(y, maps, mask)),
-        (ops.sense_forward_compact(x64, maps64, columns, backend="cpp"), reference.sense_forward_compact(x, maps, columns)),
-        (ops.sense_adjoint_compact(yc64, maps64, columns, backend="cpp"), reference.sense_adjoint_compact(yc, maps, columns)),
-    ]
-    assert_complex64_matches(pairs)
+    assert_forward_and_adjoint_match(x, maps, mask, y, columns, yc)
     # complex128 runs the same kernels in double precision.
     assert relative_error(ops.sense_forward_compact(x, maps, columns, backend="cpp"),
                           reference.sense_forward_compact(x, maps, columns)) <= 1e-12
@@ -114,14 +118,45 @@ def test_pruned_row_transform_matches_reference(case, row_transform, monkeypatch
     columns = torch.tensor([width - 1, 0, 3, 3, width // 2])
     yc = torch.randn(batch, coils, height, columns.numel(), dtype=torch.complex128)
     mask = masks.equispaced(width, 4, 0.08, offset=0)
-    x64, maps64, y64, yc64 = (t.to(torch.complex64) for t in (x, maps, y, yc))
-    assert_complex64_matches([
-        (ops.sense_forward(x64, maps64, mask, backend="cpp"), reference.sense_forward(x, maps, mask)),
-        (ops.sense_adjoint(y64, maps64, mask, backend="cpp"), reference.sense_adjoint(y, maps, mask)),
-        (ops.sense_forward_compact(x64, maps64, columns, backend="cpp"), reference.sense_forward_compact(x, maps, columns)),
-        (ops.sense_adjoint_compact(yc64, maps64, columns, backend="cpp"), reference.sense_adjoint_compact(yc, maps, columns)),
-    ])
+    assert_forward_and_adjoint_match(x, maps, mask, y, columns, yc)
     assert relative_error(ops.sense_adjoint(y, maps, mask, backend="cpp"), reference.sense_adjoint(y, maps, mask)) <= 1e-12
+
+
+# Heights whose transform along H in lanes splits as H = P * Q in each way the plan knows: P = 1 (no
+# slot FFT), 2, 4 (one radix-4 stage), 8 (radix-2, then radix-4), 16 and 64 (two and three radix-4
+# stages); masks of more than 16 columns (several lane blocks, the last one padded) and a repeated
+# compact column.
+COLUMN_CASES = [(3, 123, 40, 2), (4, 230, 36, 1), (2, 12, 33, 1), (1, 40, 70, 2), (2, 48, 45, 1), (2, 320, 20, 1)]
+
+
+@pytest.mark.parametrize("case", COLUMN_CASES)
+@pytest.mark.parametrize("column_transform", ["lanes", "fft"])
+def test_forward_and_adjoint_with_each_column_transform(case, column_transform, monkeypatch):
+    monkeypatch.setenv("MBDLFAST_COLUMN_TRANSFORM", column_transform)
+    coils, height, width, batch = case
+    x, maps, _ = make_problem(*case, per_batch_maps=batch > 1, batched_mask=False)
+    mask = masks.equispaced(width, 2, 0.08, offset=1)
+    columns = torch.cat([torch.arange(0, width, 2), torch.tensor([3, 3])])
+    y = torch.randn(batch, coils, height, width, dtype=torch.complex128)
+    yc = torch.randn(batch, coils, height, columns.numel(), dtype=torch.complex128)
+    assert_forward_and_adjoint_match(x, maps, mask, y, columns, yc)
+    assert relative_error(ops.sense_forward(x, maps, mask, backend="cpp"), reference.sense_forward(x, maps, mask)) <= 1e-12
+    assert relative_error(ops.sense_adjoint_compact(yc, maps, columns, backend="cpp"),
+                          reference.sense_adjoint_compact(yc, maps, columns)) <= 1e-12
+
+
+def test_column_transform_in_lanes_only_where_the_library_fft_is_slow(monkeypatch):
+    from mbdlfast import _C  # built, or this module is skipped
+
+    assert _C.column_transform_in_lanes(230)  # 2 * 5 * 23: a direct DFT of 115
+    assert _C.column_transform_in_lanes(368)  # 16 * 23
+    assert not any(_C.column_transform_in_lanes(h) for h in (320, 640, 768, 256, 105))  # factors up to 7
+    assert not _C.column_transform_in_lanes(323)  # 17 * 19: a direct DFT of 323
+    assert not _C.column_transform_in_lanes(1021)  # prime
+    x, maps, mask = make_problem(2, 12, 10, 1, per_batch_maps=False, batched_mask=False)
+    monkeypatch.setenv("MBDLFAST_COLUMN_TRANSFORM", "fastest")
+    with pytest.raises(RuntimeError, match="MBDLFAST_COLUMN_TRANSFORM must be auto, lanes or fft"):
+        ops.sense_forward(x, maps, mask, backend="cpp")
 
 
 @pytest.mark.parametrize("isa", ["avx2", "baseline"])
@@ -129,6 +164,7 @@ def test_pruned_kernels_on_the_lower_instruction_sets(isa, monkeypatch):
     # This machine picks AVX-512; MBDLFAST_CPU_ISA runs the AVX2 and baseline builds of the same body.
     monkeypatch.setenv("MBDLFAST_CPU_ISA", isa)
     monkeypatch.setenv("MBDLFAST_ROW_TRANSFORM", "pruned")
+    monkeypatch.setenv("MBDLFAST_COLUMN_TRANSFORM", "lanes")
     x, maps, _ = make_problem(3, 21, 184, 2, per_batch_maps=True, batched_mask=False)
     mask = masks.equispaced(184, 4, 0.08, offset=2)
     y = torch.randn(2, 3, 21, 184, dtype=torch.complex128)

@@ -1,12 +1,14 @@
-// Moving coil rows into and out of lane order for pruned_row_dft.h, fused with the coil products:
+// Moving rows into and out of lane order for pruned_row_dft.h, fused with the coil products:
 //
 //   to_lanes:    slot n, lane l  <-  S_l[n] * x_l[n]                  (the coil expansion)
 //   from_lanes:  out_l[n]       +=  conj(S_l[n]) * (slot n, lane l)   (the coil reduction)
 //
-// ``S``, ``x`` and ``out`` hold one row pointer per lane (row-major complex values); the lane
-// buffers hold the real and the imaginary parts separately, slot-major (slot n at n * kLanes).
-// The generic versions are plain loops over short column tiles; for float on AVX-512, 8 columns of
-// 16 rows are one 16 x 16 register transpose (interleaved complex in, split real/imaginary out).
+// or, with ``S`` null (the plain transposes, for the columns of k-space along H), slot n, lane l <- x_l[n]
+// and out_l[n] = (slot n, lane l). ``S``, ``x`` and ``out`` hold one row pointer per lane (row-major
+// complex values); the lane buffers hold the real and the imaginary parts separately, slot-major
+// (slot n at n * kLanes). The generic versions are plain loops over short column tiles; for float on
+// AVX-512, 8 columns of 16 rows are one 16 x 16 register transpose (interleaved complex in, split
+// real/imaginary out).
 #pragma once
 
 #include <immintrin.h>
@@ -24,7 +26,7 @@ namespace mbdlfast {
 constexpr int64_t kPrefetchAhead = 32;  // complex values: the 16 rows of maps are too many streams for the hardware prefetcher
 constexpr int64_t kTransposeColumns = 8;  // columns per step: short enough for the strided stores to stay in L1
 
-template <typename real_t>
+template <bool coil_product, typename real_t>
 MBDLFAST_INLINE void to_lanes(const std::complex<real_t>* const* S, const std::complex<real_t>* const* x, int64_t n_begin,
                               int64_t n_end, real_t* __restrict re, real_t* __restrict im) {
   constexpr int L = PrunedRowPlan<real_t>::kLanes;
@@ -32,7 +34,7 @@ MBDLFAST_INLINE void to_lanes(const std::complex<real_t>* const* S, const std::c
     const int64_t n1 = std::min(n_end, n0 + kTransposeColumns);
     for (int l = 0; l < L; ++l) {
       for (int64_t n = n0; n < n1; ++n) {
-        const std::complex<real_t> v = cmul(S[l][n], x[l][n]);
+        const std::complex<real_t> v = coil_product ? cmul(S[l][n], x[l][n]) : x[l][n];
         re[n * L + l] = v.real(), im[n * L + l] = v.imag();
       }
     }
@@ -40,7 +42,7 @@ MBDLFAST_INLINE void to_lanes(const std::complex<real_t>* const* S, const std::c
 }
 
 // Lanes whose ``out`` is null are skipped.
-template <typename real_t>
+template <bool coil_product, typename real_t>
 MBDLFAST_INLINE void from_lanes(const std::complex<real_t>* const* S, const real_t* __restrict re,
                                 const real_t* __restrict im, int64_t n_begin, int64_t n_end,
                                 std::complex<real_t>* const* out) {
@@ -49,7 +51,14 @@ MBDLFAST_INLINE void from_lanes(const std::complex<real_t>* const* S, const real
     const int64_t n1 = std::min(n_end, n0 + kTransposeColumns);
     for (int l = 0; l < L; ++l) {
       if (!out[l]) continue;
-      for (int64_t n = n0; n < n1; ++n) out[l][n] += cmul_conj(S[l][n], std::complex<real_t>(re[n * L + l], im[n * L + l]));
+      for (int64_t n = n0; n < n1; ++n) {
+        const std::complex<real_t> v(re[n * L + l], im[n * L + l]);
+        if constexpr (coil_product) {
+          out[l][n] += cmul_conj(S[l][n], v);
+        } else {
+          out[l][n] = v;
+        }
+      }
     }
   }
 }
@@ -91,6 +100,7 @@ __attribute__((target("avx512f"))) MBDLFAST_INLINE __m512 cmul8(__m512 a, __m512
 
 // to_lanes for float on AVX-512 over the whole columns of 8; returns where the generic tail starts.
 // Not inlined: callers are compiled for any instruction set and call this only on AVX-512 machines.
+template <bool coil_product>
 __attribute__((target("avx512f"))) inline int64_t to_lanes_avx512(const std::complex<float>* const* S,
                                                                         const std::complex<float>* const* x, int64_t W,
                                                                         float* __restrict re, float* __restrict im) {
@@ -99,9 +109,10 @@ __attribute__((target("avx512f"))) inline int64_t to_lanes_avx512(const std::com
     const bool prefetch = n0 + kPrefetchAhead < W;  // within the row
     __m512 v[16];
     for (int l = 0; l < 16; ++l) {
-      if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(S[l] + n0 + kPrefetchAhead), _MM_HINT_T0);
-      v[l] = cmul8<false>(_mm512_loadu_ps(reinterpret_cast<const float*>(S[l] + n0)),
-                          _mm512_loadu_ps(reinterpret_cast<const float*>(x[l] + n0)));
+      const std::complex<float>* streamed = coil_product ? S[l] : x[l];
+      if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(streamed + n0 + kPrefetchAhead), _MM_HINT_T0);
+      v[l] = _mm512_loadu_ps(reinterpret_cast<const float*>(x[l] + n0));
+      if constexpr (coil_product) v[l] = cmul8<false>(_mm512_loadu_ps(reinterpret_cast<const float*>(S[l] + n0)), v[l]);
     }
     transpose16x16(v);
     for (int j = 0; j < 8; ++j) {
@@ -112,6 +123,7 @@ __attribute__((target("avx512f"))) inline int64_t to_lanes_avx512(const std::com
   return end;
 }
 
+template <bool coil_product>
 __attribute__((target("avx512f"))) inline int64_t from_lanes_avx512(const std::complex<float>* const* S,
                                                                           const float* __restrict re,
                                                                           const float* __restrict im, int64_t W,
@@ -127,30 +139,59 @@ __attribute__((target("avx512f"))) inline int64_t from_lanes_avx512(const std::c
     transpose16x16(v);
     for (int l = 0; l < 16; ++l) {
       if (!out[l]) continue;
-      if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(S[l] + n0 + kPrefetchAhead), _MM_HINT_T0);
       float* o = reinterpret_cast<float*>(out[l] + n0);
-      const __m512 product = cmul8<true>(_mm512_loadu_ps(reinterpret_cast<const float*>(S[l] + n0)), v[l]);
-      _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), product));
+      if constexpr (coil_product) {
+        if (prefetch) _mm_prefetch(reinterpret_cast<const char*>(S[l] + n0 + kPrefetchAhead), _MM_HINT_T0);
+        const __m512 product = cmul8<true>(_mm512_loadu_ps(reinterpret_cast<const float*>(S[l] + n0)), v[l]);
+        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), product));
+      } else {
+        _mm512_storeu_ps(o, v[l]);
+      }
     }
   }
   return end;
 }
 
-// Whole rows into and out of lane order, with the register transposes where ``avx512`` and float.
+// Whole rows into and out of lane order, with the register transposes where ``avx512`` and float:
+// with the coil products (S given) or plain (the overloads without S).
+template <bool avx512, bool coil_product, typename real_t>
+MBDLFAST_INLINE void rows_to_lanes_impl(const std::complex<real_t>* const* S, const std::complex<real_t>* const* x, int64_t W,
+                                        real_t* __restrict re, real_t* __restrict im) {
+  int64_t done = 0;
+  if constexpr (avx512 && std::is_same_v<real_t, float>) done = to_lanes_avx512<coil_product>(S, x, W, re, im);
+  to_lanes<coil_product>(S, x, done, W, re, im);
+}
+
+template <bool avx512, bool coil_product, typename real_t>
+MBDLFAST_INLINE void lanes_to_rows_impl(const std::complex<real_t>* const* S, const real_t* __restrict re,
+                                        const real_t* __restrict im, int64_t W, std::complex<real_t>* const* out) {
+  int64_t done = 0;
+  if constexpr (avx512 && std::is_same_v<real_t, float>) done = from_lanes_avx512<coil_product>(S, re, im, W, out);
+  from_lanes<coil_product>(S, re, im, done, W, out);
+}
+
 template <bool avx512, typename real_t>
 MBDLFAST_INLINE void rows_to_lanes(const std::complex<real_t>* const* S, const std::complex<real_t>* const* x, int64_t W,
                                    real_t* __restrict re, real_t* __restrict im) {
-  int64_t done = 0;
-  if constexpr (avx512 && std::is_same_v<real_t, float>) done = to_lanes_avx512(S, x, W, re, im);
-  to_lanes(S, x, done, W, re, im);
+  rows_to_lanes_impl<avx512, true>(S, x, W, re, im);
+}
+
+template <bool avx512, typename real_t>
+MBDLFAST_INLINE void rows_to_lanes(const std::complex<real_t>* const* x, int64_t W, real_t* __restrict re,
+                                   real_t* __restrict im) {
+  rows_to_lanes_impl<avx512, false>(static_cast<const std::complex<real_t>* const*>(nullptr), x, W, re, im);
 }
 
 template <bool avx512, typename real_t>
 MBDLFAST_INLINE void lanes_to_rows(const std::complex<real_t>* const* S, const real_t* __restrict re,
                                    const real_t* __restrict im, int64_t W, std::complex<real_t>* const* out) {
-  int64_t done = 0;
-  if constexpr (avx512 && std::is_same_v<real_t, float>) done = from_lanes_avx512(S, re, im, W, out);
-  from_lanes(S, re, im, done, W, out);
+  lanes_to_rows_impl<avx512, true>(S, re, im, W, out);
+}
+
+template <bool avx512, typename real_t>
+MBDLFAST_INLINE void lanes_to_rows(const real_t* __restrict re, const real_t* __restrict im, int64_t W,
+                                   std::complex<real_t>* const* out) {
+  lanes_to_rows_impl<avx512, false>(static_cast<const std::complex<real_t>* const*>(nullptr), re, im, W, out);
 }
 
 // Lanes to one segment of a k-space column stored along H, and back (see sense_columns.cpp):

@@ -31,6 +31,7 @@
 #include <vector>
 
 #define MBDLFAST_INLINE inline __attribute__((always_inline))
+#define MBDLFAST_INLINE_LAMBDA __attribute__((always_inline))
 
 namespace mbdlfast {
 
@@ -41,7 +42,7 @@ struct PrunedRowPlan {
 
   int64_t W = 0, P = 1, Q = 0, log2P = 0;
   std::vector<int64_t> bit_reverse;          // P entries
-  std::vector<real_t> fft_re, fft_im;        // exp(-2 pi i j / P), j < P/2
+  std::vector<real_t> fft_re, fft_im;        // exp(-2 pi i j / P), j < P
   std::vector<real_t> twiddle_re, twiddle_im;  // t_c[a] = exp(-2 pi i a c / W), (c, a) row-major
   // Jobs: one sampled d of group c, with Q - d where that is sampled too (and differs from d).
   std::vector<int64_t> job_begin;            // P + 1 offsets into the jobs, grouped by c
@@ -112,7 +113,7 @@ PrunedRowPlan<real_t> make_pruned_row_plan(const real_t* weight, int64_t W, doub
     for (int64_t bit = 0; bit < plan.log2P; ++bit) r |= ((j >> bit) & 1) << (plan.log2P - 1 - bit);
     plan.bit_reverse[j] = r;
   }
-  for (int64_t j = 0; j < plan.P / 2; ++j) {
+  for (int64_t j = 0; j < plan.P; ++j) {
     const auto w = unit_root(-j, plan.P);
     plan.fft_re.push_back(static_cast<real_t>(w.real()));
     plan.fft_im.push_back(static_cast<real_t>(w.imag()));
@@ -149,74 +150,89 @@ PrunedRowPlan<real_t> make_pruned_row_plan(const real_t* weight, int64_t W, doub
   return plan;
 }
 
-// One radix-2 butterfly over the lanes with twiddle w = exp(-+2 pi i j / P): (u, v) -> (u + w v, u - w v),
-// outputs (o, p) may alias the inputs. The twiddles 1 and -+i (a quarter of them, more in the early
-// stages) cost no multiplications.
+// One radix-4 butterfly over the lanes: two radix-2 stages of spans h and 2h fused, with the
+// twiddles w^t, w^2t, w^3t (w = exp(-+2 pi i / P), t = j P / 4h) on the inputs a2, a1, a3 and then a
+// 4-point DFT that needs no multiplications: with A1 = w^2t a1, A2 = w^t a2, A3 = w^3t a3,
+//   c0 = a0 + A1 + (A2 + A3),  c2 = a0 + A1 - (A2 + A3),  c1 = a0 - A1 -+ i (A2 - A3),  c3 = a0 - A1 +- i (A2 - A3).
+// Three complex multiplications and four loads and stores per point pair of stages, against the
+// four and eight of two radix-2 stages. Outputs may alias the inputs.
 template <typename real_t, bool inverse>
-MBDLFAST_INLINE void butterfly(const PrunedRowPlan<real_t>& plan, int j, int P, const real_t* ur, const real_t* ui,
-                               const real_t* vr, const real_t* vi, real_t* o_r, real_t* o_i, real_t* p_r, real_t* p_i) {
+MBDLFAST_INLINE void butterfly4(const PrunedRowPlan<real_t>& plan, int64_t t, const real_t* const* in_r, const real_t* const* in_i,
+                                real_t* const* out_r, real_t* const* out_i) {
   constexpr int L = PrunedRowPlan<real_t>::kLanes;
-  if (j == 0) {
+  const real_t sign = inverse ? -1 : 1;
+  const real_t w1r = plan.fft_re[2 * t], w1i = sign * plan.fft_im[2 * t];
+  const real_t w2r = plan.fft_re[t], w2i = sign * plan.fft_im[t];
+  const real_t w3r = plan.fft_re[3 * t], w3i = sign * plan.fft_im[3 * t];
+  const real_t *a0r = in_r[0], *a0i = in_i[0], *a1r = in_r[1], *a1i = in_i[1];
+  const real_t *a2r = in_r[2], *a2i = in_i[2], *a3r = in_r[3], *a3i = in_i[3];
+  real_t *c0r = out_r[0], *c0i = out_i[0], *c1r = out_r[1], *c1i = out_i[1];
+  real_t *c2r = out_r[2], *c2i = out_i[2], *c3r = out_r[3], *c3i = out_i[3];
+  const auto combine = [&](int l, real_t A1r, real_t A1i, real_t A2r, real_t A2i, real_t A3r, real_t A3i) MBDLFAST_INLINE_LAMBDA {
+    const real_t s0r = a0r[l] + A1r, s0i = a0i[l] + A1i, d0r = a0r[l] - A1r, d0i = a0i[l] - A1i;
+    const real_t s1r = A2r + A3r, s1i = A2i + A3i, d1r = A2r - A3r, d1i = A2i - A3i;
+    const real_t rr = sign * d1i, ri = -sign * d1r;  // -+ i (A2 - A3)
+    c0r[l] = s0r + s1r, c0i[l] = s0i + s1i, c2r[l] = s0r - s1r, c2i[l] = s0i - s1i;
+    c1r[l] = d0r + rr, c1i[l] = d0i + ri, c3r[l] = d0r - rr, c3i[l] = d0i - ri;
+  };
+  if (t == 0) {
 #pragma omp simd
-    for (int l = 0; l < L; ++l) {
-      const real_t xr = vr[l], xi = vi[l], yr = ur[l], yi = ui[l];
-      o_r[l] = yr + xr, o_i[l] = yi + xi, p_r[l] = yr - xr, p_i[l] = yi - xi;
-    }
-  } else if (4 * j == P) {  // w v = -i v forward, +i v inverse
-    const real_t sign = inverse ? -1 : 1;
-#pragma omp simd
-    for (int l = 0; l < L; ++l) {
-      const real_t xr = sign * vi[l], xi = -sign * vr[l], yr = ur[l], yi = ui[l];
-      o_r[l] = yr + xr, o_i[l] = yi + xi, p_r[l] = yr - xr, p_i[l] = yi - xi;
-    }
+    for (int l = 0; l < L; ++l) combine(l, a1r[l], a1i[l], a2r[l], a2i[l], a3r[l], a3i[l]);
   } else {
-    const real_t wr = plan.fft_re[j], wi = inverse ? -plan.fft_im[j] : plan.fft_im[j];
 #pragma omp simd
     for (int l = 0; l < L; ++l) {
-      const real_t xr = wr * vr[l] - wi * vi[l], xi = wr * vi[l] + wi * vr[l], yr = ur[l], yi = ui[l];
-      o_r[l] = yr + xr, o_i[l] = yi + xi, p_r[l] = yr - xr, p_i[l] = yi - xi;
+      combine(l, w1r * a1r[l] - w1i * a1i[l], w1r * a1i[l] + w1i * a1r[l], w2r * a2r[l] - w2i * a2i[l],
+              w2r * a2i[l] + w2i * a2r[l], w3r * a3r[l] - w3i * a3i[l], w3r * a3i[l] + w3i * a3r[l]);
     }
   }
 }
 
-// In-place radix-2 FFT of length P (a compile-time power of two, >= 4) over the slots a, Q + a, ...,
+// In-place FFT of length P (a compile-time power of two, >= 4) over the slots a, Q + a, ...,
 // (P-1)Q + a of a lane buffer, for every a < Q; ``inverse``: conjugate twiddles, unnormalised.
-// Decimation in time: the first stage (twiddle 1) reads the slots in bit-reversed order and the last
-// stage writes them back, so the middle stages alone run in ``tmp`` (2 * P * kLanes values).
+// Decimation in time in radix-4 stages (with one radix-2 stage first where log2 P is odd): the first
+// stage reads the slots in bit-reversed order and the last writes them back, so the stages between
+// run in ``tmp`` (2 * P * kLanes values).
 template <typename real_t, int P, bool inverse>
 MBDLFAST_INLINE void slot_ffts(const PrunedRowPlan<real_t>& plan, real_t* __restrict re, real_t* __restrict im,
                                real_t* __restrict tmp) {
   static_assert(P >= 4 && (P & (P - 1)) == 0, "slot_ffts: P must be a power of two >= 4");
   constexpr int L = PrunedRowPlan<real_t>::kLanes;
+  constexpr bool radix2_first = __builtin_ctz(P) % 2 == 1;
   const int64_t Q = plan.Q;
-  real_t* __restrict tr = tmp;
-  real_t* __restrict ti = tmp + P * L;
+  real_t* tr = tmp;
+  real_t* ti = tmp + P * L;
   for (int64_t a = 0; a < Q; ++a) {
-    for (int i = 0; i < P / 2; ++i) {  // stage 1: pairs (rev(2i), rev(2i) + P/2) of the input
-      const int64_t u = (Q * plan.bit_reverse[2 * i] + a) * L, v = u + Q * (P / 2) * L;
-      real_t* __restrict o0r = tr + 2 * i * L;
-      real_t* __restrict o0i = ti + 2 * i * L;
+    const auto slot = [&](int64_t i) MBDLFAST_INLINE_LAMBDA { return (Q * i + a) * L; };
+    int64_t h = 1;  // the span of the next radix-2 stage
+    if constexpr (radix2_first) {  // pairs (rev(2i), rev(2i) + P/2) of the input, twiddle 1
+      for (int i = 0; i < P / 2; ++i) {
+        const int64_t u = slot(plan.bit_reverse[2 * i]), v = u + Q * (P / 2) * L;
 #pragma omp simd
-      for (int l = 0; l < L; ++l) {
-        o0r[l] = re[u + l] + re[v + l], o0i[l] = im[u + l] + im[v + l];
-        o0r[L + l] = re[u + l] - re[v + l], o0i[L + l] = im[u + l] - im[v + l];
-      }
-    }
-    for (int half = 2; half < P / 2; half *= 2) {  // middle stages, in tmp
-      const int stride = P / (2 * half);
-      for (int start = 0; start < P; start += 2 * half) {
-        for (int j = 0; j < half; ++j) {
-          butterfly<real_t, inverse>(plan, j * stride, P, tr + (start + j) * L, ti + (start + j) * L,
-                                     tr + (start + j + half) * L, ti + (start + j + half) * L,
-                                     tr + (start + j) * L, ti + (start + j) * L, tr + (start + j + half) * L,
-                                     ti + (start + j + half) * L);
+        for (int l = 0; l < L; ++l) {
+          tr[2 * i * L + l] = re[u + l] + re[v + l], ti[2 * i * L + l] = im[u + l] + im[v + l];
+          tr[(2 * i + 1) * L + l] = re[u + l] - re[v + l], ti[(2 * i + 1) * L + l] = im[u + l] - im[v + l];
         }
       }
+      h = 2;
     }
-    for (int j = 0; j < P / 2; ++j) {  // last stage: outputs j and j + P/2 straight to their slots
-      const int64_t o0 = (Q * j + a) * L, o1 = o0 + Q * (P / 2) * L;
-      butterfly<real_t, inverse>(plan, j, P, tr + j * L, ti + j * L, tr + (j + P / 2) * L, ti + (j + P / 2) * L, re + o0,
-                                 im + o0, re + o1, im + o1);
+    for (; h < P; h *= 4) {
+      const bool first = h == 1, last = 4 * h == P;
+      for (int64_t start = 0; start < P; start += 4 * h) {
+        for (int64_t j = 0; j < h; ++j) {
+          const real_t* in_r[4];
+          const real_t* in_i[4];
+          real_t* out_r[4];
+          real_t* out_i[4];
+          for (int k = 0; k < 4; ++k) {
+            const int64_t i = start + j + k * h;
+            const int64_t from = first ? slot(plan.bit_reverse[i]) : i * L;
+            const int64_t to = last ? slot(i) : i * L;
+            in_r[k] = (first ? re : tr) + from, in_i[k] = (first ? im : ti) + from;
+            out_r[k] = (last ? re : tr) + to, out_i[k] = (last ? im : ti) + to;
+          }
+          butterfly4<real_t, inverse>(plan, j * (P / (4 * h)), in_r, in_i, out_r, out_i);
+        }
+      }
     }
   }
 }
@@ -473,14 +489,42 @@ MBDLFAST_INLINE void pruned_row_normal(const PrunedRowPlan<real_t>& plan, real_t
   all_slot_ffts<real_t, true>(plan, re, im, work);
 }
 
-// MBDLFAST_ROW_TRANSFORM=pruned|fft forces one row transform (for benchmarks and tests); unset or
-// "auto" takes the work model's choice (normal_1d_row_split).
-inline bool use_pruned_rows(int64_t W, int64_t sampled) {
-  const char* forced = std::getenv("MBDLFAST_ROW_TRANSFORM");
+// ``variable``=<first>|<second> forces one of two transforms (for benchmarks and tests); unset or
+// "auto" returns ``modelled``.
+inline bool forced_or_modelled(const char* variable, const char* first, const char* second, bool modelled) {
+  const char* forced = std::getenv(variable);
   const std::string choice = forced ? forced : "auto";
-  TORCH_CHECK(choice == "auto" || choice == "pruned" || choice == "fft",
-              "mbdlfast cpp: MBDLFAST_ROW_TRANSFORM must be auto, pruned or fft, got '", choice, "'");
-  return choice == "auto" ? normal_1d_row_split(W, sampled) > 0 : choice == "pruned";
+  TORCH_CHECK(choice == "auto" || choice == first || choice == second, "mbdlfast cpp: ", variable, " must be auto, ", first,
+              " or ", second, ", got '", choice, "'");
+  return choice == "auto" ? modelled : choice == first;
+}
+
+// Whether rows of width W with ``sampled`` frequencies take the pruned transform (else library FFTs);
+// MBDLFAST_ROW_TRANSFORM=pruned|fft forces it.
+inline bool use_pruned_rows(int64_t W, int64_t sampled) {
+  return forced_or_modelled("MBDLFAST_ROW_TRANSFORM", "pruned", "fft", normal_1d_row_split(W, sampled) > 0);
+}
+
+// Whether the transform along H of the SENSE forward and adjoint (every one of the H frequencies)
+// runs on columns in lanes rather than as library FFTs: where H has a prime factor above 7, for which
+// the library falls back to a generic butterfly, and the direct DFT of the split H = P * Q is short.
+// Timed against each other on the 2-core EPYC (both in one process, interleaved): lanes 0.80-0.83x
+// the time at H = 230 (Q = 115), 1.2-1.3x at H = 323 (Q = 323), 5.5x at H = 1021 (prime); at H = 320
+// and 640 (factors 2 and 5 only) the two were within 15%, forward and adjoint on opposite sides.
+constexpr int64_t kMaxColumnDftLength = 128;
+
+inline bool column_lanes_modelled(int64_t H) {
+  int64_t rest = H, largest_factor = 1;
+  for (int64_t f = 2; f * f <= rest; ++f) {
+    while (rest % f == 0) rest /= f, largest_factor = f;
+  }
+  if (rest > 1) largest_factor = rest;
+  return largest_factor > 7 && H / pruned_row_split(H, H, nullptr) <= kMaxColumnDftLength;
+}
+
+// MBDLFAST_COLUMN_TRANSFORM=lanes|fft forces the choice.
+inline bool use_column_lanes(int64_t H) {
+  return forced_or_modelled("MBDLFAST_COLUMN_TRANSFORM", "lanes", "fft", column_lanes_modelled(H));
 }
 
 }  // namespace mbdlfast

@@ -29,6 +29,7 @@
 #include "isa_dispatch.h"
 #include "lane_transpose.h"
 #include "pruned_row_dft.h"
+#include "streaming_store.h"
 
 namespace {
 
@@ -326,22 +327,23 @@ constexpr int64_t kRowTile = 8;
 
 // One coil's k-space rows from its H-transformed columns (n,H): out[h, col_j] = p_h[h] * scale[j] *
 // norm * columns[j, h], with col_j = index[j] in full rows of width W (the other columns zero) or j
-// in compact rows of width n.
+// in compact rows of width n. The rows are assembled in ``staged`` (kRowTile x width, zero where no
+// column is sampled) and streamed out.
 template <typename real_t>
 void columns_to_rows(const std::complex<real_t>* columns, const Columns<real_t>& cols, const Phases<real_t>& ph_h, int64_t H,
-                     real_t norm, int64_t width, bool full, std::complex<real_t>* out) {
+                     real_t norm, int64_t width, bool full, std::complex<real_t>* staged, std::complex<real_t>* out) {
   const int64_t n = static_cast<int64_t>(cols.index.size());
   for (int64_t h0 = 0; h0 < H; h0 += kRowTile) {
     const int64_t rows = std::min(kRowTile, H - h0);
-    std::complex<real_t>* tile = out + h0 * width;
-    if (full) std::fill(tile, tile + rows * width, std::complex<real_t>(0));
     for (int64_t j = 0; j < n; ++j) {
       const std::complex<real_t>* src = columns + j * H + h0;
-      std::complex<real_t>* dst = tile + (full ? cols.index[j] : j);
+      std::complex<real_t>* dst = staged + (full ? cols.index[j] : j);
       const real_t s = cols.scale[j] * norm;
       for (int64_t l = 0; l < rows; ++l) dst[l * width] = cmul(src[l], ph_h.p[h0 + l]) * s;
     }
+    for (int64_t l = 0; l < rows; ++l) mbdlfast::stream_copy(staged + l * width, out + (h0 + l) * width, width);
   }
+  mbdlfast::stream_fence();
 }
 
 // Its transpose, the adjoint's gather for one coil: columns[j, h] = conj(p_h[h]) * scale[j] * norm * in[h, col_j].
@@ -362,42 +364,229 @@ void rows_to_columns(const std::complex<real_t>* in, const Columns<real_t>& cols
   }
 }
 
-// The forward's transform along H and its k-space write, coil by coil so that each coil's spectrum
-// (n x H) is written out from cache: rows_k (C,n,H) -> out (C,H,width). The FFT runs unnormalised and
-// the k-space write applies the "ortho" 1/sqrt(H), saving the library a pass.
+// The transform along H: on columns in vector lanes (kLanes columns per block) with a plan for every
+// one of the H frequencies, where the work model prefers it (use_column_lanes), else batched at::fft
+// calls. Both scale by the "ortho" 1/sqrt(H): the lane plan in its spectrum, the library path in the
+// k-space pass (its FFTs run unnormalised, which saves the library a pass).
 template <typename real_t>
-void columns_to_kspace(const at::Tensor& rows_k, const Columns<real_t>& cols, const Phases<real_t>& ph_h, int64_t width, bool full,
-                       std::complex<real_t>* out) {
-  const int64_t C = rows_k.size(0), n = rows_k.size(1), H = rows_k.size(2);
+struct ColumnTransform {
+  bool lanes;
+  mbdlfast::PrunedRowPlan<real_t> plan;  // lanes: length H, every frequency
+  real_t norm;
+  explicit ColumnTransform(int64_t H)
+      : lanes(mbdlfast::use_column_lanes(H)), norm(static_cast<real_t>(1.0 / std::sqrt(static_cast<double>(H)))) {
+    if (!lanes) return;
+    const std::vector<real_t> every(H, real_t(1));
+    plan = mbdlfast::make_pruned_row_plan(every.data(), H, 1.0 / std::sqrt(static_cast<double>(H)));
+  }
+};
+
+// Each lane's k-space column (index in full rows, position in compact ones) and scale, padded with
+// column 0 and scale 0 to whole blocks of kLanes.
+template <typename real_t>
+struct LaneColumns {
+  std::vector<int64_t> column;
+  std::vector<real_t> scale;
+  int64_t blocks;
+  LaneColumns(const Columns<real_t>& cols, bool full) {
+    constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
+    const int64_t n = static_cast<int64_t>(cols.index.size());
+    blocks = (n + L - 1) / L;
+    column.assign(blocks * L, 0);
+    scale.assign(blocks * L, real_t(0));
+    for (int64_t j = 0; j < n; ++j) column[j] = full ? cols.index[j] : j, scale[j] = cols.scale[j];
+  }
+};
+
+// One coil of the lane transform along H: forward, its (n,H) columns -> its (H,width) k-space rows;
+// adjoint, the reverse. The spectra of all blocks stay in ``spectra`` (blocks * plan.work_size()) so
+// that k-space is written and read row by row.
+template <typename real_t>
+struct ColumnLanesArgs {
+  const mbdlfast::PrunedRowPlan<real_t>* plan;
+  const LaneColumns<real_t>* lanes;
+  const std::complex<real_t>* p_h;  // the output modulation along H
+  int64_t n, width;
+  bool full;
+  const std::complex<real_t>* columns_in;  // forward
+  std::complex<real_t>* kspace_out;
+  const std::complex<real_t>* kspace_in;   // adjoint
+  std::complex<real_t>* columns_out;
+  real_t *re, *im, *spectra;               // H * kLanes, H * kLanes, blocks * plan.work_size()
+  std::complex<real_t>* line;              // one k-space row's values in lane order, blocks * kLanes
+  std::complex<real_t>* staged_row;        // forward, full rows: a row of width zeros, filled at the sampled columns
+  const std::complex<real_t>* zeros;       // H zeros
+};
+
+// A row's values in lane order to their columns of a full k-space row, and back (padding lanes read
+// column 0). Scalar on purpose: vectorised, GCC makes them AVX-512 scatters and gathers, which
+// profiled slower than these loops on the EPYC (Zen) we measure on.
+template <typename real_t>
+__attribute__((noinline, optimize("no-tree-vectorize"))) void scatter_to_columns(const std::complex<real_t>* line,
+                                                                                 const int64_t* column, int64_t n,
+                                                                                 std::complex<real_t>* row) {
+  for (int64_t j = 0; j < n; ++j) row[column[j]] = line[j];
+}
+
+template <typename real_t>
+__attribute__((noinline, optimize("no-tree-vectorize"))) void gather_from_columns(const std::complex<real_t>* row,
+                                                                                  const int64_t* column, int64_t n,
+                                                                                  std::complex<real_t>* line) {
+  for (int64_t j = 0; j < n; ++j) line[j] = row[column[j]];
+}
+
+template <typename real_t>
+struct ColumnLanesForward {
+  using Args = ColumnLanesArgs<real_t>;
+
+  template <bool avx512>
+  MBDLFAST_INLINE static void run(const Args& a) {
+    using cplx = std::complex<real_t>;
+    constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
+    const auto& plan = *a.plan;
+    const int64_t H = plan.W, ws = plan.work_size(), blocks = a.lanes->blocks;
+    for (int64_t jb = 0; jb < blocks; ++jb) {
+      const cplx* x[L];
+      for (int l = 0; l < L; ++l) x[l] = jb * L + l < a.n ? a.columns_in + (jb * L + l) * H : a.zeros;
+      mbdlfast::rows_to_lanes<avx512>(x, H, a.re, a.im);
+      mbdlfast::pruned_row_forward(plan, a.re, a.im, a.spectra + jb * ws);
+    }
+    for (int64_t h = 0; h < H; ++h) {
+      const real_t pr = a.p_h[h].real(), pi = a.p_h[h].imag();
+      for (int64_t jb = 0; jb < blocks; ++jb) {
+        const real_t* zr = mbdlfast::pruned_spectrum(plan, a.spectra + jb * ws) + plan.position[h] * L;
+        const real_t* zi = zr + H * L;
+        const real_t* s = a.lanes->scale.data() + jb * L;
+        real_t* line = reinterpret_cast<real_t*>(a.line + jb * L);
+#pragma omp simd
+        for (int l = 0; l < L; ++l) {
+          line[2 * l] = s[l] * (zr[l] * pr - zi[l] * pi), line[2 * l + 1] = s[l] * (zr[l] * pi + zi[l] * pr);
+        }
+      }
+      if (a.full) scatter_to_columns(a.line, a.lanes->column.data(), a.n, a.staged_row);
+      mbdlfast::stream_copy(a.full ? a.staged_row : a.line, a.kspace_out + h * a.width, a.width);
+    }
+    mbdlfast::stream_fence();
+  }
+};
+
+template <typename real_t>
+struct ColumnLanesAdjoint {
+  using Args = ColumnLanesArgs<real_t>;
+
+  template <bool avx512>
+  MBDLFAST_INLINE static void run(const Args& a) {
+    using cplx = std::complex<real_t>;
+    constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
+    const auto& plan = *a.plan;
+    const int64_t H = plan.W, ws = plan.work_size(), blocks = a.lanes->blocks;
+    for (int64_t h = 0; h < H; ++h) {  // every frequency is in the plan, so this sets every spectrum value
+      const cplx* row = a.kspace_in + h * a.width;
+      if (a.full) {
+        gather_from_columns(row, a.lanes->column.data(), a.lanes->blocks * L, a.line);
+      } else {
+        std::copy(row, row + a.n, a.line);
+      }
+      const real_t pr = a.p_h[h].real(), pi = -a.p_h[h].imag();
+      for (int64_t jb = 0; jb < blocks; ++jb) {
+        real_t* zr = mbdlfast::pruned_spectrum(plan, a.spectra + jb * ws) + plan.position[h] * L;
+        real_t* zi = zr + H * L;
+        const real_t* s = a.lanes->scale.data() + jb * L;
+        const real_t* line = reinterpret_cast<const real_t*>(a.line + jb * L);
+#pragma omp simd
+        for (int l = 0; l < L; ++l) {
+          zr[l] = s[l] * (line[2 * l] * pr - line[2 * l + 1] * pi), zi[l] = s[l] * (line[2 * l] * pi + line[2 * l + 1] * pr);
+        }
+      }
+    }
+    for (int64_t jb = 0; jb < blocks; ++jb) {
+      mbdlfast::pruned_row_adjoint(plan, a.re, a.im, a.spectra + jb * ws);
+      cplx* out[L];
+      for (int l = 0; l < L; ++l) out[l] = jb * L + l < a.n ? a.columns_out + (jb * L + l) * H : nullptr;
+      mbdlfast::lanes_to_rows<avx512>(a.re, a.im, H, out);
+    }
+  }
+};
+
+// Runs the lane kernel ``Kernel`` on every coil, in parallel; ``coil_args(args, c)`` points the
+// per-thread arguments at coil c.
+template <class Kernel, typename real_t, class CoilArgs>
+void column_lanes_per_coil(const ColumnTransform<real_t>& transform, const LaneColumns<real_t>& lanes, int64_t C, int64_t n,
+                           const Phases<real_t>& ph_h, int64_t width, bool full, CoilArgs coil_args) {
+  constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
+  const int64_t H = transform.plan.W;
+  const auto kernel = mbdlfast::best_isa<Kernel>();
 #pragma omp parallel
   {
-    at::NoGradGuard no_grad;
-    auto spectrum = at::empty({n, H}, rows_k.options());
-    const auto* sp = reinterpret_cast<const std::complex<real_t>*>(spectrum.data_ptr());
-    const real_t norm = static_cast<real_t>(1.0 / std::sqrt(static_cast<double>(H)));
+    std::vector<real_t> buffer(2 * H * L + lanes.blocks * transform.plan.work_size());
+    std::vector<std::complex<real_t>> line(lanes.blocks * L), staged_row(width);
+    const std::vector<std::complex<real_t>> zeros(H);
+    ColumnLanesArgs<real_t> args{&transform.plan, &lanes,     ph_h.p.data(),    n,       width,        full,
+                                 nullptr,         nullptr,    nullptr,          nullptr, buffer.data(), buffer.data() + H * L,
+                                 buffer.data() + 2 * H * L, line.data(), staged_row.data(), zeros.data()};
 #pragma omp for schedule(dynamic, 1)
     for (int64_t c = 0; c < C; ++c) {
-      at::fft_fft_out(spectrum, rows_k[c], c10::nullopt, -1, "backward");
-      columns_to_rows(sp, cols, ph_h, H, norm, width, full, out + c * H * width);
+      coil_args(args, c);
+      kernel(args);
     }
   }
 }
 
-// The adjoint's gather and its inverse transform along H, coil by coil: in (C,H,width) -> rows_k (C,n,H);
-// the gather applies the "ortho" 1/sqrt(H) and the inverse FFT runs unnormalised.
+// The forward's transform along H and its k-space write, coil by coil so that each coil's spectrum
+// (n x H) is written out from cache: rows_k (C,n,H) -> out (C,H,width).
 template <typename real_t>
-void kspace_to_columns(const std::complex<real_t>* in, const Columns<real_t>& cols, const Phases<real_t>& ph_h, int64_t width,
-                       bool full, at::Tensor& rows_k) {
+void columns_to_kspace(const at::Tensor& rows_k, const Columns<real_t>& cols, const ColumnTransform<real_t>& transform,
+                       const Phases<real_t>& ph_h, int64_t width, bool full, std::complex<real_t>* out) {
+  using cplx = std::complex<real_t>;
   const int64_t C = rows_k.size(0), n = rows_k.size(1), H = rows_k.size(2);
+  const auto* rk = reinterpret_cast<const cplx*>(rows_k.data_ptr());
+  if (transform.lanes) {
+    const LaneColumns<real_t> lanes(cols, full);
+    column_lanes_per_coil<ColumnLanesForward<real_t>>(transform, lanes, C, n, ph_h, width, full,
+                                                      [&](ColumnLanesArgs<real_t>& args, int64_t c) {
+                                                        args.columns_in = rk + c * n * H;
+                                                        args.kspace_out = out + c * H * width;
+                                                      });
+    return;
+  }
+#pragma omp parallel
+  {
+    at::NoGradGuard no_grad;
+    auto spectrum = at::empty({n, H}, rows_k.options());
+    const auto* sp = reinterpret_cast<const cplx*>(spectrum.data_ptr());
+    std::vector<cplx> staged(kRowTile * width);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < C; ++c) {
+      at::fft_fft_out(spectrum, rows_k[c], c10::nullopt, -1, "backward");
+      columns_to_rows(sp, cols, ph_h, H, transform.norm, width, full, staged.data(), out + c * H * width);
+    }
+  }
+}
+
+// The adjoint's gather and its inverse transform along H, coil by coil: in (C,H,width) -> rows_k (C,n,H).
+template <typename real_t>
+void kspace_to_columns(const std::complex<real_t>* in, const Columns<real_t>& cols, const ColumnTransform<real_t>& transform,
+                       const Phases<real_t>& ph_h, int64_t width, bool full, at::Tensor& rows_k) {
+  using cplx = std::complex<real_t>;
+  const int64_t C = rows_k.size(0), n = rows_k.size(1), H = rows_k.size(2);
+  auto* rk = reinterpret_cast<cplx*>(rows_k.data_ptr());
+  if (transform.lanes) {
+    const LaneColumns<real_t> lanes(cols, full);
+    column_lanes_per_coil<ColumnLanesAdjoint<real_t>>(transform, lanes, C, n, ph_h, width, full,
+                                                      [&](ColumnLanesArgs<real_t>& args, int64_t c) {
+                                                        args.kspace_in = in + c * H * width;
+                                                        args.columns_out = rk + c * n * H;
+                                                      });
+    return;
+  }
 #pragma omp parallel
   {
     at::NoGradGuard no_grad;
     auto gathered = at::empty({n, H}, rows_k.options());
-    auto* gp = reinterpret_cast<std::complex<real_t>*>(gathered.data_ptr());
-    const real_t norm = static_cast<real_t>(1.0 / std::sqrt(static_cast<double>(H)));
+    auto* gp = reinterpret_cast<cplx*>(gathered.data_ptr());
 #pragma omp for schedule(dynamic, 1)
     for (int64_t c = 0; c < C; ++c) {
-      rows_to_columns(in + c * H * width, cols, ph_h, H, norm, width, full, gp);
+      rows_to_columns(in + c * H * width, cols, ph_h, H, transform.norm, width, full, gp);
       auto coil = rows_k[c];
       at::fft_ifft_out(coil, gathered, c10::nullopt, -1, "forward");
     }
@@ -496,6 +685,7 @@ at::Tensor forward_impl(const at::Tensor& x, const at::Tensor& maps, std::vector
   using cplx = std::complex<real_t>;
   const int64_t B = x.size(0), C = maps.size(1), H = maps.size(2), W = maps.size(3);
   const Phases<real_t> ph_h(H), ph_w(W);
+  const ColumnTransform<real_t> transform(H);
   for (auto& entry_cols : cols) prepare_row_transform(entry_cols, ph_w);
   const int64_t width = full ? W : static_cast<int64_t>(cols[0].index.size());
   auto out = at::empty({B, C, H, width}, x.options());
@@ -507,7 +697,7 @@ at::Tensor forward_impl(const at::Tensor& x, const at::Tensor& maps, std::vector
       continue;
     }
     const auto rows_k = forward_columns<real_t>(x[b], maps[maps.size(0) == 1 ? 0 : b], entry_cols, ph_h, ph_w);
-    columns_to_kspace(rows_k, entry_cols, ph_h, width, full, reinterpret_cast<cplx*>(out_b.data_ptr()));
+    columns_to_kspace(rows_k, entry_cols, transform, ph_h, width, full, reinterpret_cast<cplx*>(out_b.data_ptr()));
   }
   return out;
 }
@@ -517,6 +707,7 @@ at::Tensor adjoint_impl(const at::Tensor& k, const at::Tensor& maps, std::vector
   using cplx = std::complex<real_t>;
   const int64_t B = k.size(0), C = maps.size(1), H = maps.size(2), W = maps.size(3);
   const Phases<real_t> ph_h(H), ph_w(W);
+  const ColumnTransform<real_t> transform(H);
   for (auto& entry_cols : cols) prepare_row_transform(entry_cols, ph_w);
   auto out = at::empty({B, H, W}, k.options());
   for (int64_t b = 0; b < B; ++b) {
@@ -528,7 +719,7 @@ at::Tensor adjoint_impl(const at::Tensor& k, const at::Tensor& maps, std::vector
       continue;
     }
     auto rows_k = at::empty({C, n, H}, k.options());
-    kspace_to_columns(reinterpret_cast<const cplx*>(k.data_ptr()) + b * C * H * k.size(3), entry_cols, ph_h, k.size(3), full, rows_k);
+    kspace_to_columns(reinterpret_cast<const cplx*>(k.data_ptr()) + b * C * H * k.size(3), entry_cols, transform, ph_h, k.size(3), full, rows_k);
     adjoint_entry<real_t>(rows_k, maps[maps.size(0) == 1 ? 0 : b], entry_cols, ph_h, ph_w, out_b);
   }
   return out;
