@@ -50,7 +50,9 @@ def time_calls(fns: dict[str, Callable[[], object]], device: torch.device, *, wa
     """Median / p20 / p80 wall time (ms) of each ``fn()``, the candidates interleaved round-robin.
 
     Interleaving spreads the load of a shared machine evenly over the candidates, so their ratios
-    stay meaningful even when the absolute times drift.
+    stay meaningful even when the absolute times drift. The order rotates every round, so that each
+    candidate follows each other one equally often: a candidate that always ran right after another
+    on the same inputs would find them in cache and time faster than it runs on its own.
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -59,9 +61,11 @@ def time_calls(fns: dict[str, Callable[[], object]], device: torch.device, *, wa
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(repeats):
-            for name, fn in fns.items():
-                samples[name].append(_one_sample_ms(fn, device))
+        names = list(fns)
+        for round_index in range(repeats):
+            shift = round_index % len(names)
+            for name in names[shift:] + names[:shift]:
+                samples[name].append(_one_sample_ms(fns[name], device))
     finally:
         if collecting:
             gc.enable()
