@@ -508,7 +508,7 @@ inline bool use_pruned_rows(int64_t W, int64_t sampled) {
 // Whether the transform along H of the SENSE forward and adjoint (every one of the H frequencies)
 // runs on columns in lanes rather than as library FFTs: where H has a prime factor above 7, for which
 // the library falls back to a generic butterfly, and the direct DFT of the split H = P * Q is short.
-// Timed against each other on the 2-core EPYC (both in one process, interleaved): lanes 0.80-0.83x
+// Timed against each other on the 2-core EPYC (both in one process, interleaved): lanes 0.80-0.84x
 // the time at H = 230 (Q = 115), 1.2-1.3x at H = 323 (Q = 323), 5.5x at H = 1021 (prime); at H = 320
 // and 640 (factors 2 and 5 only) the two were within 15%, forward and adjoint on opposite sides.
 constexpr int64_t kMaxColumnDftLength = 128;

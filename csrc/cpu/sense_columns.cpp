@@ -373,11 +373,12 @@ struct ColumnTransform {
   bool lanes;
   mbdlfast::PrunedRowPlan<real_t> plan;  // lanes: length H, every frequency
   real_t norm;
-  explicit ColumnTransform(int64_t H)
-      : lanes(mbdlfast::use_column_lanes(H)), norm(static_cast<real_t>(1.0 / std::sqrt(static_cast<double>(H)))) {
+  explicit ColumnTransform(int64_t H) : lanes(mbdlfast::use_column_lanes(H)) {
+    const double ortho = 1.0 / std::sqrt(static_cast<double>(H));
+    norm = static_cast<real_t>(ortho);
     if (!lanes) return;
     const std::vector<real_t> every(H, real_t(1));
-    plan = mbdlfast::make_pruned_row_plan(every.data(), H, 1.0 / std::sqrt(static_cast<double>(H)));
+    plan = mbdlfast::make_pruned_row_plan(every.data(), H, ortho);
   }
 };
 
@@ -387,10 +388,9 @@ template <typename real_t>
 struct LaneColumns {
   std::vector<int64_t> column;
   std::vector<real_t> scale;
-  int64_t blocks;
-  LaneColumns(const Columns<real_t>& cols, bool full) {
+  int64_t n, blocks;  // columns, and blocks of kLanes
+  LaneColumns(const Columns<real_t>& cols, bool full) : n(static_cast<int64_t>(cols.index.size())) {
     constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
-    const int64_t n = static_cast<int64_t>(cols.index.size());
     blocks = (n + L - 1) / L;
     column.assign(blocks * L, 0);
     scale.assign(blocks * L, real_t(0));
@@ -406,7 +406,7 @@ struct ColumnLanesArgs {
   const mbdlfast::PrunedRowPlan<real_t>* plan;
   const LaneColumns<real_t>* lanes;
   const std::complex<real_t>* p_h;  // the output modulation along H
-  int64_t n, width;
+  int64_t width;
   bool full;
   const std::complex<real_t>* columns_in;  // forward
   std::complex<real_t>* kspace_out;
@@ -447,7 +447,7 @@ struct ColumnLanesForward {
     const int64_t H = plan.W, ws = plan.work_size(), blocks = a.lanes->blocks;
     for (int64_t jb = 0; jb < blocks; ++jb) {
       const cplx* x[L];
-      for (int l = 0; l < L; ++l) x[l] = jb * L + l < a.n ? a.columns_in + (jb * L + l) * H : a.zeros;
+      for (int l = 0; l < L; ++l) x[l] = jb * L + l < a.lanes->n ? a.columns_in + (jb * L + l) * H : a.zeros;
       mbdlfast::rows_to_lanes<avx512>(x, H, a.re, a.im);
       mbdlfast::pruned_row_forward(plan, a.re, a.im, a.spectra + jb * ws);
     }
@@ -463,7 +463,7 @@ struct ColumnLanesForward {
           line[2 * l] = s[l] * (zr[l] * pr - zi[l] * pi), line[2 * l + 1] = s[l] * (zr[l] * pi + zi[l] * pr);
         }
       }
-      if (a.full) scatter_to_columns(a.line, a.lanes->column.data(), a.n, a.staged_row);
+      if (a.full) scatter_to_columns(a.line, a.lanes->column.data(), a.lanes->n, a.staged_row);
       mbdlfast::stream_copy(a.full ? a.staged_row : a.line, a.kspace_out + h * a.width, a.width);
     }
     mbdlfast::stream_fence();
@@ -485,7 +485,7 @@ struct ColumnLanesAdjoint {
       if (a.full) {
         gather_from_columns(row, a.lanes->column.data(), a.lanes->blocks * L, a.line);
       } else {
-        std::copy(row, row + a.n, a.line);
+        std::copy(row, row + a.lanes->n, a.line);
       }
       const real_t pr = a.p_h[h].real(), pi = -a.p_h[h].imag();
       for (int64_t jb = 0; jb < blocks; ++jb) {
@@ -502,7 +502,7 @@ struct ColumnLanesAdjoint {
     for (int64_t jb = 0; jb < blocks; ++jb) {
       mbdlfast::pruned_row_adjoint(plan, a.re, a.im, a.spectra + jb * ws);
       cplx* out[L];
-      for (int l = 0; l < L; ++l) out[l] = jb * L + l < a.n ? a.columns_out + (jb * L + l) * H : nullptr;
+      for (int l = 0; l < L; ++l) out[l] = jb * L + l < a.lanes->n ? a.columns_out + (jb * L + l) * H : nullptr;
       mbdlfast::lanes_to_rows<avx512>(a.re, a.im, H, out);
     }
   }
@@ -511,7 +511,7 @@ struct ColumnLanesAdjoint {
 // Runs the lane kernel ``Kernel`` on every coil, in parallel; ``coil_args(args, c)`` points the
 // per-thread arguments at coil c.
 template <class Kernel, typename real_t, class CoilArgs>
-void column_lanes_per_coil(const ColumnTransform<real_t>& transform, const LaneColumns<real_t>& lanes, int64_t C, int64_t n,
+void column_lanes_per_coil(const ColumnTransform<real_t>& transform, const LaneColumns<real_t>& lanes, int64_t C,
                            const Phases<real_t>& ph_h, int64_t width, bool full, CoilArgs coil_args) {
   constexpr int L = mbdlfast::PrunedRowPlan<real_t>::kLanes;
   const int64_t H = transform.plan.W;
@@ -521,9 +521,10 @@ void column_lanes_per_coil(const ColumnTransform<real_t>& transform, const LaneC
     std::vector<real_t> buffer(2 * H * L + lanes.blocks * transform.plan.work_size());
     std::vector<std::complex<real_t>> line(lanes.blocks * L), staged_row(width);
     const std::vector<std::complex<real_t>> zeros(H);
-    ColumnLanesArgs<real_t> args{&transform.plan, &lanes,     ph_h.p.data(),    n,       width,        full,
-                                 nullptr,         nullptr,    nullptr,          nullptr, buffer.data(), buffer.data() + H * L,
-                                 buffer.data() + 2 * H * L, line.data(), staged_row.data(), zeros.data()};
+    ColumnLanesArgs<real_t> args{&transform.plan, &lanes,  ph_h.p.data(), width,         full,
+                                 nullptr,         nullptr, nullptr,       nullptr,       buffer.data(),
+                                 buffer.data() + H * L,     buffer.data() + 2 * H * L, line.data(),
+                                 staged_row.data(),         zeros.data()};
 #pragma omp for schedule(dynamic, 1)
     for (int64_t c = 0; c < C; ++c) {
       coil_args(args, c);
@@ -542,7 +543,7 @@ void columns_to_kspace(const at::Tensor& rows_k, const Columns<real_t>& cols, co
   const auto* rk = reinterpret_cast<const cplx*>(rows_k.data_ptr());
   if (transform.lanes) {
     const LaneColumns<real_t> lanes(cols, full);
-    column_lanes_per_coil<ColumnLanesForward<real_t>>(transform, lanes, C, n, ph_h, width, full,
+    column_lanes_per_coil<ColumnLanesForward<real_t>>(transform, lanes, C, ph_h, width, full,
                                                       [&](ColumnLanesArgs<real_t>& args, int64_t c) {
                                                         args.columns_in = rk + c * n * H;
                                                         args.kspace_out = out + c * H * width;
@@ -572,7 +573,7 @@ void kspace_to_columns(const std::complex<real_t>* in, const Columns<real_t>& co
   auto* rk = reinterpret_cast<cplx*>(rows_k.data_ptr());
   if (transform.lanes) {
     const LaneColumns<real_t> lanes(cols, full);
-    column_lanes_per_coil<ColumnLanesAdjoint<real_t>>(transform, lanes, C, n, ph_h, width, full,
+    column_lanes_per_coil<ColumnLanesAdjoint<real_t>>(transform, lanes, C, ph_h, width, full,
                                                       [&](ColumnLanesArgs<real_t>& args, int64_t c) {
                                                         args.kspace_in = in + c * H * width;
                                                         args.columns_out = rk + c * n * H;
