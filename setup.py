@@ -41,14 +41,17 @@ def _extension_build():
 
     sources = [os.path.relpath(p, ROOT) for p in sorted(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")))]
     sources += [os.path.relpath(p, ROOT) for p in sorted(glob.glob(os.path.join(ROOT, "csrc", "cpu", "*.cpp")))]
-    cxx_flags = ["-O3", "-fopenmp", "-std=c++17"]
+    # No -std: torch's BuildExtension adds the standard its own headers need (C++20 from torch 2.10).
+    # -Wno-maybe-uninitialized: GCC 12's own AVX-512 headers trip it (_mm512_undefined_*, GCC bug 105593),
+    # hundreds of lines that would bury the build's progress and real warnings.
+    cxx_flags = ["-O3", "-fopenmp", "-Wno-maybe-uninitialized"]
     with_cuda = torch.version.cuda is not None and CUDA_HOME is not None and os.environ.get("MBDLFAST_NO_CUDA") != "1"
     if with_cuda:
         sources += [os.path.relpath(p, ROOT) for p in sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*")))
                     if p.endswith((".cu", ".cpp"))]
         ext = CUDAExtension(
             "mbdlfast._C", sources,
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math", "-std=c++17"]},
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math"]},
             extra_link_args=["-fopenmp"],
         )
     else:

@@ -53,8 +53,8 @@ def _jit_build() -> None:
     load(
         name="mbdlfast_C",
         sources=sources,
-        extra_cflags=["-O3", "-fopenmp", "-std=c++17"],
+        extra_cflags=["-O3", "-fopenmp", "-Wno-maybe-uninitialized"],  # as setup.py; the C++ standard is torch's
         extra_ldflags=["-fopenmp"],
-        extra_cuda_cflags=["-O3", "--use_fast_math", "-std=c++17"],
+        extra_cuda_cflags=["-O3", "--use_fast_math"],
         verbose=False,
     )

@@ -17,6 +17,7 @@ from mbdlfast.physics.fft import fft2c, ifft2c
 from mbdlfast.physics.linalg import cg_sense, rss
 from mbdlfast.physics.masks import equispaced, num_center_lines
 from mbdlfast.physics.sense import SenseOperator
+from references import reference_module
 
 ESPIRIT_DEFAULTS = dict(calib_width=24, kernel_width=6, thresh=0.02, crop=0.95)
 
@@ -110,7 +111,7 @@ def test_calibration_region_is_clipped_to_small_data():
 
 
 def test_matches_sigpy_on_synthetic_data():
-    app = pytest.importorskip("sigpy.mri.app")
+    app = reference_module("sigpy.mri.app")
     kspace, _, _ = synthetic_kspace(6, 48, 41)
     kspace = kspace.to(torch.complex64)
     ours = espirit(kspace, **ESPIRIT_DEFAULTS)
@@ -178,7 +179,7 @@ def cg_sense_nrmse(maps, kspace, mask, reference, support, max_iter=20):
 
 
 def test_brain_maps_agree_with_sigpy(brain):
-    app = pytest.importorskip("sigpy.mri.app")
+    app = reference_module("sigpy.mri.app")
     kspace, reference, support = brain
     ours = espirit(kspace, **ESPIRIT_DEFAULTS)
     theirs = torch.from_numpy(app.EspiritCalib(kspace.numpy(), **ESPIRIT_DEFAULTS, show_pbar=False).run())

@@ -9,8 +9,9 @@ from torch.utils.data import DataLoader
 
 from mbdlfast.data.fastmri import FastMRISliceDataset
 from mbdlfast.data.synthetic import SyntheticMulticoil, write_fastmri_h5
+from references import reference_module
 
-mri_data = pytest.importorskip("fastmri.data.mri_data", reason="fastmri (test-only reference) not installed")
+mri_data = reference_module("fastmri.data.mri_data")
 
 
 @pytest.fixture(scope="module")

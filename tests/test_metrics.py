@@ -9,6 +9,7 @@ import torch
 
 from mbdlfast import metrics
 from mbdlfast.metrics import SSIMLoss, nmse, nmse_batch, psnr, psnr_batch, ssim, ssim_batch, ssim_map
+from references import reference_module
 
 SHAPES = [(1, 7, 7), (3, 37, 29), (2, 64, 64), (4, 50, 33)]
 
@@ -38,7 +39,7 @@ def _pairs(shape, dtype):
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_volume_metrics_match_fastmri(shape, dtype):
-    evaluate = pytest.importorskip("fastmri.evaluate")
+    evaluate = reference_module("fastmri.evaluate")
     for gt, pred in _pairs(shape, dtype):
         assert abs(psnr(gt, pred) - float(evaluate.psnr(gt, pred))) < 1e-6
         assert abs(ssim(gt, pred) - float(evaluate.ssim(gt, pred)[0])) < 1e-6
@@ -74,7 +75,7 @@ def test_volume_ssim_uses_the_volume_maximum():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_batched_metrics_match_per_slice_numpy(dtype):
-    evaluate = pytest.importorskip("fastmri.evaluate")
+    evaluate = reference_module("fastmri.evaluate")
     for gt_np, pred_np in _pairs((4, 50, 33), np.float64):
         gt, pred = torch.from_numpy(gt_np).to(dtype), torch.from_numpy(pred_np).to(dtype)
         gt_np, pred_np = gt.double().numpy(), pred.double().numpy()
@@ -102,7 +103,7 @@ def test_batched_maxval_forms():
 def _fastmri_ssim_loss(dtype):
     """fastMRI's SSIMLoss in ``dtype``. Its window is built in float32 (1/49 rounded, an error of
     ~1e-8 that the local variances amplify to ~1e-7 in SSIM), so for float64 rebuild it exactly."""
-    losses = pytest.importorskip("fastmri.losses")
+    losses = reference_module("fastmri.losses")
     module = losses.SSIMLoss().to(dtype)
     if dtype == torch.float64:
         module.w = torch.ones(1, 1, 7, 7, dtype=dtype) / 49

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-fastmri_models = pytest.importorskip("fastmri.models")
+from references import reference_module
+
+fastmri_models = reference_module("fastmri.models")
 
 from mbdlfast.models import (  # noqa: E402
     DEQ,

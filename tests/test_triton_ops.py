@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-pytest.importorskip("triton")
+from references import reference_module
+
+reference_module("triton")
 
 import mbdlfast.ops as ops  # noqa: E402
 from comparisons import relative_error  # noqa: E402
