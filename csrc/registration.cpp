@@ -3,6 +3,7 @@
 // autograd are registered from Python (mbdlfast/ops).
 #include <torch/extension.h>
 
+#include "cpu/isa_dispatch.h"
 #include "cpu/pruned_row_dft.h"
 
 TORCH_LIBRARY_FRAGMENT(mbdlfast, m) {
@@ -29,4 +30,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "columns, or 0 where it uses two library FFTs instead");
   m.def("column_transform_in_lanes", &mbdlfast::column_lanes_modelled, pybind11::arg("height"),
         "Whether the CPU SENSE forward and adjoint transform along H on columns in vector lanes (else library FFTs)");
+  m.def("cpu_isa", &mbdlfast::selected_isa,
+        "The instruction set the CPU kernels run with here: avx512, avx2 or baseline (capped by MBDLFAST_CPU_ISA)");
 }

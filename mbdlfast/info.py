@@ -1,12 +1,49 @@
-"""``python -m mbdlfast.info``: versions, and which backends can run each op here (and why not)."""
+"""``python -m mbdlfast.info`` / ``mbdlfast info``: versions, optional packages, the CPU instruction set
+of the C++ kernels, and per op which backend ``auto`` picks here and why the others cannot run.
+
+:func:`versions` is what every results file records (demo.json, benchmark JSONs, recon attrs).
+"""
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import shutil
 import subprocess
 import sys
 
 import torch
+
+# Optional packages: distribution -> what it is for and how to get it.
+OPTIONAL_PACKAGES = {
+    "triton": "fused GPU kernels (and their CPU interpreter in tests): pip install -e '.[triton]'",
+    "ninja": "building the C++/CUDA extension: pip install ninja",
+    "torchdeq": "benchmarks/bench_deq.py's reference solver: pip install --no-deps torchdeq==0.1.0",
+    "sigpy": "test reference (ESPIRiT, CG-SENSE): pip install -e '.[test]'",
+    "fastmri": "test reference (masks, metrics, VarNet): pip install --no-deps fastmri==0.3.0",
+    "pytest": "the test suite: pip install -e '.[test]'",
+}
+
+
+def _distribution_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    """mbdlfast, Python, torch, triton, torch-pruning, numpy and CUDA versions (None: not installed)."""
+    from mbdlfast import __version__
+
+    return {
+        "mbdlfast": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "triton": _distribution_version("triton"),
+        "torch_pruning": _distribution_version("torch-pruning"),
+        "numpy": _distribution_version("numpy"),
+        "cuda": torch.version.cuda,
+    }
 
 
 def _compiler_version() -> str:
@@ -18,32 +55,49 @@ def _compiler_version() -> str:
     return "no C++ compiler found"
 
 
-def _triton_version() -> str:
-    try:
-        import triton
+def cpu_instruction_set() -> str:
+    """The instruction set the C++ CPU kernels run with here, or why there are none."""
+    from mbdlfast._extension import extension_status
 
-        return triton.__version__
-    except ImportError:
-        return "not installed"
+    loaded, why = extension_status()
+    if not loaded:
+        return f"none: {why}"
+    from mbdlfast import _C
+
+    return _C.cpu_isa()
+
+
+def optional_packages() -> dict[str, str]:
+    """Each optional package: its version, or 'missing: <what it is for>'."""
+    return {name: _distribution_version(name) or f"missing: {purpose}" for name, purpose in OPTIONAL_PACKAGES.items()}
+
+
+def auto_choices(device: str) -> dict[str, tuple[str, str]]:
+    """For each op on ``device``: (the backend ``auto`` picks, why)."""
+    from mbdlfast.ops import dispatch
+
+    choices = {}
+    for op in dispatch.report(device):
+        backend, _, why = dispatch.choose(op, torch.device(device), "auto")
+        choices[op] = (backend, why)
+    return choices
 
 
 def collect() -> dict:
-    """Everything ``info`` prints, as a dict (also stored with benchmark results)."""
-    from mbdlfast import __version__
+    """Everything ``info`` prints, as a dict."""
     from mbdlfast._extension import extension_status
     from mbdlfast.ops import report
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     return {
-        "mbdlfast": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "triton": _triton_version(),
-        "cuda": torch.version.cuda or "none (CPU-only torch)",
+        **versions(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
         "compiler": _compiler_version(),
         "nvcc": shutil.which("nvcc") or "not found",
         "extension": extension_status()[1],
+        "cpu_isa": cpu_instruction_set(),
+        "optional": optional_packages(),
+        "auto": {device: auto_choices(device) for device in devices},
         "backends": {device: report(device) for device in devices},
     }
 
@@ -51,14 +105,18 @@ def collect() -> dict:
 def main() -> int:
     info = collect()
     for key, value in info.items():
-        if key != "backends":
-            print(f"{key:>10}: {value}")
+        if key not in ("optional", "auto", "backends"):
+            print(f"{key:>13}: {value if value is not None else 'none'}")
+    print("\noptional packages:")
+    for name, status in info["optional"].items():
+        print(f"  {name:>10}: {status}")
     for device, table in info["backends"].items():
-        print(f"\nops on {device}:")
+        print(f"\nops on {device} (auto: the backend it picks, and why; then every backend):")
         for op, row in table.items():
-            print(f"  {op}")
-            for backend, status in row.items():
-                print(f"    {backend:>6}: {status}")
+            backend, why = info["auto"][device][op]
+            print(f"  {op}: auto -> {backend} ({why})")
+            for name, status in row.items():
+                print(f"    {name:>6}: {status}")
     return 0
 
 

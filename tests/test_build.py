@@ -17,6 +17,23 @@ def test_import_and_info_runs():
     assert mbdlfast.__version__
 
 
+def test_info_says_what_auto_picks_the_cpu_isa_and_missing_packages():
+    env = {**os.environ, "MBDLFAST_CPU_ISA": "avx2"}
+    out = subprocess.run([sys.executable, "-m", "mbdlfast", "info"], capture_output=True, text=True, check=True,
+                         env=env).stdout
+    assert "sense_normal: auto -> " in out and "first available in" in out
+    assert "torch_pruning: " in out and "optional packages:" in out
+    if extension_status()[0]:
+        assert "cpu_isa: avx2" in out or "cpu_isa: baseline" in out  # the cap is honoured and reported
+    from mbdlfast import info
+
+    info.OPTIONAL_PACKAGES["no-such-package"] = "nothing"
+    try:
+        assert info.optional_packages()["no-such-package"] == "missing: nothing"
+    finally:
+        del info.OPTIONAL_PACKAGES["no-such-package"]
+
+
 def test_kernels_package_is_namespaced(tmp_path):
     code = "import importlib.util, mbdlfast.kernels; print(importlib.util.find_spec('kernels'))"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -31,19 +31,26 @@ void run_baseline(const typename Kernel::Args& args) {
   Kernel::template run<false>(args);
 }
 
-// The best path this CPU supports, capped by MBDLFAST_CPU_ISA=avx512|avx2|baseline (so that tests and
-// benchmarks can run the lower paths on a machine that has the higher ones).
-template <class Kernel>
-auto best_isa(void) -> void (*)(const typename Kernel::Args&) {
+// The instruction set of the paths below that this CPU supports, capped by
+// MBDLFAST_CPU_ISA=avx512|avx2|baseline (so that tests and benchmarks can run the lower paths on a
+// machine that has the higher ones): "avx512", "avx2" or "baseline".
+inline std::string selected_isa() {
   const char* cap_env = std::getenv("MBDLFAST_CPU_ISA");
   const std::string cap = cap_env ? cap_env : "avx512";
   TORCH_CHECK(cap == "avx512" || cap == "avx2" || cap == "baseline",
               "mbdlfast cpp: MBDLFAST_CPU_ISA must be avx512, avx2 or baseline, got '", cap, "'");
   __builtin_cpu_init();
-  if (cap == "avx512" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) {
-    return &run_avx512<Kernel>;
-  }
-  if (cap != "baseline" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &run_avx2<Kernel>;
+  if (cap == "avx512" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) return "avx512";
+  if (cap != "baseline" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "avx2";
+  return "baseline";
+}
+
+// The kernel's path for selected_isa().
+template <class Kernel>
+auto best_isa(void) -> void (*)(const typename Kernel::Args&) {
+  const std::string isa = selected_isa();
+  if (isa == "avx512") return &run_avx512<Kernel>;
+  if (isa == "avx2") return &run_avx2<Kernel>;
   return &run_baseline<Kernel>;
 }
 
