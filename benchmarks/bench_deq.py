@@ -21,13 +21,12 @@ here (``weights="real"``, what the DEQ uses: its map is only real-linear). Its Î
 mbdlfast's relative to the largest Gram diagonal.
 
     python benchmarks/bench_deq.py                                   # 15 coils, 640x368 (GPU)
-    python benchmarks/bench_deq.py --coils 8 --height 128 --width 128 --repeats 3   # CPU
+    python benchmarks/bench_deq.py --quick                           # 8 coils, 128x128 (CPU)
 """
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import sys
 import warnings
 from functools import partial
@@ -37,7 +36,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import cpu_load_note, device_slug, environment, time_call, time_calls  # noqa: E402
+from common import (  # noqa: E402
+    add_output_argument, cpu_load_note, environment, results_folder, time_call, time_calls, write_results,
+)
 from mbdlfast.data.synthetic import SyntheticMulticoil  # noqa: E402
 from mbdlfast.deq import anderson, fixed_point  # noqa: E402
 from mbdlfast.finetune.data import line_mask  # noqa: E402
@@ -45,7 +46,6 @@ from mbdlfast.finetune.registry import build_model  # noqa: E402
 from mbdlfast.metrics import psnr_batch  # noqa: E402
 from mbdlfast.physics.sense import SenseOperator  # noqa: E402
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SOLVERS = ("plain", "ours", "torchdeq")
 
 
@@ -196,32 +196,38 @@ def plot(result: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+QUICK = {"coils": 8, "height": 128, "width": 128, "repeats": 3, "tols": [1e-3]}
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--coils", type=int, default=15)
-    parser.add_argument("--height", type=int, default=640)
-    parser.add_argument("--width", type=int, default=368)
+    parser.add_argument("--coils", type=int, default=None, help="default 15 (quick 8)")
+    parser.add_argument("--height", type=int, default=None, help="default 640 (quick 128)")
+    parser.add_argument("--width", type=int, default=None, help="default 368 (quick 128)")
     parser.add_argument("--acceleration", type=int, default=4)
     parser.add_argument("--center-fraction", type=float, default=0.08)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--model", choices=("shipped", "random"), default="shipped",
                         help="shipped default weights (6 blocks, 48 features) or a random paper-size EDSR")
-    parser.add_argument("--tols", type=float, nargs="+", default=[1e-3, 1e-4])
+    parser.add_argument("--tols", type=float, nargs="+", default=None, help="default 1e-3 1e-4 (quick 1e-3)")
     parser.add_argument("--max-iter", type=int, default=100)
     parser.add_argument("--m", type=int, default=5, help="Anderson history size (both Anderson solvers)")
     parser.add_argument("--lam", type=float, default=1e-4, help="Anderson regularisation (both Anderson solvers)")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=None, help="default 5 (quick 3)")
     parser.add_argument("--f-repeats", type=int, default=10, help="timed calls of one f")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=None, help="results JSON (default results/deq_<device>.json)")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="8 coils, 128x128, tol 1e-3: a CPU smoke run")
+    add_output_argument(parser)
+    args = parser.parse_args(argv)
+    full = {"coils": 15, "height": 640, "width": 368, "repeats": 5, "tols": [1e-3, 1e-4]}
+    for key, value in (QUICK if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    out = results_folder(args.out, args.quick)
 
     result = run(args)
-    out = args.out or RESULTS_DIR / f"deq_{device_slug(resolve_device(args.device))}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, out.with_suffix(".png"))
+    path = write_results(result, out, "deq", resolve_device(args.device), plot)
     print(f"{result['device']}, {result['load']}; one f = {result['f_ms']:.1f} ms; "
           f"zero-filled PSNR {result['zero_filled_psnr_db']:.2f} dB")
     print(f"{'solver':9s} {'tol':>7s} {'f-evals':>7s} {'median ms':>10s} {'overhead ms/step':>17s} "
@@ -229,7 +235,7 @@ def main() -> None:
     for row in result["rows"]:
         print(f"{row['solver']:9s} {row['tol']:7.0e} {row['fevals']:7d} {row['median_ms']:10.1f} "
               f"{row['overhead_ms_per_step']:17.3f} {row['rel_residual']:10.2e} {row['psnr_db']:8.2f}")
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    print(f"wrote {path} and {path.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

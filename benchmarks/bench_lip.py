@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import cpu_load_note, environment, time_calls, write_results  # noqa: E402
+from common import add_output_argument, cpu_load_note, environment, results_folder, time_calls, write_results  # noqa: E402,E501
 
 from mbdlfast.dip import IMAGE_SETS, fit_dip, make_problem  # noqa: E402
 from mbdlfast.models import DeepDecoder, SkipHourglass, noise_code  # noqa: E402
@@ -190,8 +190,9 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timing-repeats", type=int, default=None)
     parser.add_argument("--progress", action="store_true", help="tqdm bars per fit")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    add_output_argument(parser)
     args = parser.parse_args(argv)
+    out = results_folder(args.out, args.quick)
 
     settings = dict(QUICK if args.quick else FULL)
     overrides = ("size", "iters", "rounds", "channels")
@@ -219,7 +220,7 @@ def main(argv=None) -> None:
                "notes": ("sparsity of deep_decoder and structured = 1 - their conv weights / the dense hourglass's; "
                          "masked networks run dense kernels (same ms per iteration as dense)"),
                "rows": rows}
-    path = write_results(results, args.out, "lip", device, plot)
+    path = write_results(results, out, "lip", device, plot)
     print(f"# wrote {path} and .png in {results['wall_s']:.0f} s")
 
 

@@ -22,12 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import cpu_load_note, environment, write_results  # noqa: E402
+from common import add_output_argument, cpu_load_note, environment, results_folder, write_results  # noqa: E402
 
 from mbdlfast.prune.at_init import METHODS  # noqa: E402
 from mbdlfast.pun import DENSE, PunConfig, run_pun, summarize  # noqa: E402
+from mbdlfast.shared_data import shared_data_path  # noqa: E402
 
-BRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "mri" / "auto-espirit" / "brain_clean"
+BRAIN = shared_data_path("mri", "auto-espirit", "brain_clean", must_exist=False)
 
 FULL = dict(methods=("pun", "snip", "grasp", "synflow", "random"), image_size=64, num_coils=8, train_slices=256,
             test_slices=16, model_kwargs={"num_iter": 10, "cg_iter": 10}, steps=2000, batch_size=4,
@@ -96,8 +97,9 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps per model")
     parser.add_argument("--search-steps", type=int, default=None, help="PUN search steps")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    add_output_argument(parser)
     args = parser.parse_args(argv)
+    out = results_folder(args.out, args.quick)
 
     settings = dict(QUICK if args.quick else FULL)
     if args.methods:
@@ -117,7 +119,7 @@ def main(argv=None) -> None:
                "settings": asdict(config), "methods": result.methods, "summary": summary,
                "zero_filled": result.zero_filled,
                "target": target_checks(summary, config.density), "rows": result.rows}
-    path = write_results(results, args.out, "pun", device, plot)
+    path = write_results(results, out, "pun", device, plot)
     print(f"{'method':<10}{'density':>8}{'in_dist':>9}{'shift':>8}{'Δin':>7}{'Δshift':>8}")
     for method, entry in summary.items():
         print(f"{method:<10}{entry['density']:>8.3f}{entry['in_dist_psnr']:>9.2f}{entry['shift_psnr']:>8.2f}"

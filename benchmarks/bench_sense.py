@@ -26,7 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import copy_bandwidth_gbps, cpu_load_note, environment, time_calls, write_results  # noqa: E402
+from common import (  # noqa: E402
+    add_output_argument, copy_bandwidth_gbps, cpu_load_note, environment, results_folder, time_calls, write_results,
+)
 
 from mbdlfast.ops import dispatch, reference  # noqa: E402
 from mbdlfast.physics.masks import equispaced  # noqa: E402
@@ -184,8 +186,9 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--quick", action="store_true", help="two shapes, R=4, batch 1, fewer repeats")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    add_output_argument(parser)
     args = parser.parse_args(argv)
+    out = results_folder(args.out, args.quick)
     args.shapes = args.shapes or list(QUICK_SHAPES if args.quick else SHAPES)
     args.accels = args.accels or ([4] if args.quick else [4, 8])
     args.batches = args.batches or ([1] if args.quick else [1, 4])
@@ -193,7 +196,7 @@ def main(argv=None) -> None:
     args.repeats = args.repeats if args.repeats is not None else (7 if args.quick else 30)
 
     results = run(args)
-    path = write_results(results, args.out, "sense", torch.device(args.device), plot)
+    path = write_results(results, out, "sense", torch.device(args.device), plot)
     print(f"# wrote {path} and .png")
 
 

@@ -1,15 +1,21 @@
-"""Shared benchmark utilities: robust timing, a copy-bandwidth yardstick and the run's environment.
+"""Shared benchmark utilities: robust timing, a copy-bandwidth yardstick, the run's environment and
+where results go.
 
 Timing: a few warm-up calls, then ``repeats`` timed calls, reported as median and 20th/80th
 percentiles in milliseconds. On CUDA each call is timed with CUDA events after a synchronize, on
 CPU with ``time.perf_counter``. Python's garbage collector is paused while timing (as ``timeit``
 does): a collection that happens to land in one candidate's call is the interpreter's cost, not the
 candidate's.
+
+Results: a full run writes ``benchmarks/results/<name>_<device>.json`` (and its PNGs), the files
+that are committed; a ``--quick`` run is a smoke test and writes to ``./bench_out`` instead. No
+quick run writes into ``benchmarks/results`` (:func:`results_folder` refuses), so it never
+replaces a committed result. Files are written atomically.
 """
 from __future__ import annotations
 
+import argparse
 import gc
-import json
 import os
 import platform
 import re
@@ -20,7 +26,12 @@ from typing import Callable
 
 import torch
 
+from mbdlfast.info import versions
+from mbdlfast.outputs import atomic_path, check_writable, write_json
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+QUICK_RESULTS_DIR = Path("bench_out")
 
 
 def _percentile(sorted_values: list[float], fraction: float) -> float:
@@ -119,18 +130,10 @@ def git_sha() -> str:
         return "unknown"
 
 
-def triton_version() -> str | None:
-    try:
-        import triton
-
-        return triton.__version__
-    except ImportError:
-        return None
-
-
 def environment(device: torch.device) -> dict[str, object]:
-    """Header fields of a results file (without the copy bandwidth, measured separately)."""
-    return {"device": device_name(device), "torch": torch.__version__, "triton": triton_version(), "git_sha": git_sha()}
+    """Header fields of a results file: the device, the versions of torch, triton, torch-pruning (and
+    the rest of :func:`mbdlfast.info.versions`) and the git sha (the copy bandwidth is measured apart)."""
+    return {"device": device_name(device), **versions(), "git_sha": git_sha()}
 
 
 def cpu_load_note() -> str:
@@ -141,12 +144,33 @@ def cpu_load_note() -> str:
         return "load average unavailable"
 
 
+def add_output_argument(parser: argparse.ArgumentParser) -> None:
+    """``--out DIR``: where the JSON and PNGs go (see :func:`results_folder`)."""
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output folder (default {RESULTS_DIR.relative_to(REPO_ROOT)}; with --quick "
+                             f"./{QUICK_RESULTS_DIR}, and never {RESULTS_DIR.relative_to(REPO_ROOT)})")
+
+
+def results_folder(out: Path | None, quick: bool) -> Path:
+    """The checked output folder of a run: ``out``, else the committed results (full runs) or
+    ``./bench_out`` (quick runs). A quick run into the committed results is refused (SystemExit)."""
+    folder = out or (QUICK_RESULTS_DIR if quick else RESULTS_DIR)
+    if quick and (folder.resolve() == RESULTS_DIR.resolve() or RESULTS_DIR.resolve() in folder.resolve().parents):
+        raise SystemExit(f"--out: a --quick run never writes into {RESULTS_DIR} (it holds the committed results); "
+                         "give another folder")
+    try:
+        return check_writable(folder)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
+
+
 def write_results(results: dict, out_dir: Path, name: str, device: torch.device,
-                  plot: Callable[[dict, Path], None]) -> Path:
-    """Write ``results`` to ``out_dir/<name>_<device slug>.json`` and its plot beside it (.png);
-    returns the JSON path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+                  plot: Callable[[dict, Path], None] | None) -> Path:
+    """Write ``results`` to ``out_dir/<name>_<device slug>.json`` and its plot beside it (.png), each
+    atomically; returns the JSON path."""
     path = out_dir / f"{name}_{device_slug(device)}.json"
-    path.write_text(json.dumps(results, indent=1))
-    plot(results, path.with_suffix(".png"))
+    write_json(path, results)
+    if plot is not None:
+        with atomic_path(path.with_suffix(".png")) as temporary:
+            plot(results, temporary)
     return path

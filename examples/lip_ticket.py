@@ -21,6 +21,7 @@ from mbdlfast.dip import KNOWN_IMAGES, fit_dip, make_problem
 from mbdlfast.dip.images import default_image_root
 from mbdlfast.models import SkipHourglass
 from mbdlfast.prune import iterative_magnitude_pruning, sparsity, transfer_ticket
+from mbdlfast.shared_data import missing_message
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--rounds", type=int, default=2, help="pruning rounds after the dense fit (default 2)")
@@ -33,8 +34,7 @@ args = parser.parse_args()
 
 root = default_image_root()
 if not (root / KNOWN_IMAGES["f16"]).is_file():
-    sys.exit(f"lip_ticket: the test images are not at {root}; put the shared data folder next to the "
-             "repository (../shared/data) or set MBDLFAST_SHARED_DATA to it")
+    sys.exit(f"lip_ticket: {missing_message(root / KNOWN_IMAGES['f16'])}")
 
 source = make_problem("denoise", "F16", size=args.size, seed=0)
 noisy_psnr = float(source.task.psnr(source.truth, source.measurement).mean())

@@ -11,15 +11,18 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+from mbdlfast.shared_data import missing_message, shared_data_dir  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("MBDLFAST_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+SHARED_DATA = shared_data_dir()
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data (or $MBDLFAST_SHARED_DATA); skips the test when it is absent."""
+    """The shared data folder (the package's one rule: $MBDLFAST_SHARED_DATA, else ../shared/data);
+    skips the test when it is absent, with the message every command gives."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real data not found at {SHARED_DATA} (set MBDLFAST_SHARED_DATA to its folder)")
+        pytest.skip(missing_message(SHARED_DATA))
     return SHARED_DATA
 
 

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from mbdlfast.dip import KNOWN_IMAGES
+from mbdlfast.shared_data import missing_message
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -58,5 +61,5 @@ def test_lip_ticket_prunes_and_transfers(shared_data):
 def test_lip_ticket_without_the_images_says_where_they_should_be(tmp_path):
     result = run_example("lip_ticket", env={"MBDLFAST_SHARED_DATA": str(tmp_path)})
     assert result.returncode != 0
-    assert f"the test images are not at {tmp_path / 'images'}" in result.stderr
+    assert missing_message(tmp_path / "images" / KNOWN_IMAGES["f16"]) in result.stderr
     assert "Traceback" not in result.stderr

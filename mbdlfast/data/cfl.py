@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mbdlfast.outputs import atomic_write
+
 _SUFFIXES = (".cfl", ".hdr")
 _BYTES_PER_SAMPLE = np.dtype(np.complex64).itemsize
 
@@ -65,15 +67,6 @@ def read_cfl(path) -> np.ndarray:
     return np.fromfile(cfl, dtype=np.complex64).reshape(dims, order="F")
 
 
-def _replace_atomically(target: Path, write) -> None:
-    temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        write(temporary)
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def write_cfl(path, array) -> None:
     """Write ``array`` (numpy or torch, any numeric dtype) as a complex64 BART array.
 
@@ -89,5 +82,7 @@ def write_cfl(path, array) -> None:
     data = data.astype(np.complex64)
     dims = data.shape or (1,)
     header = "# Dimensions\n" + " ".join(str(d) for d in dims) + "\n"
-    _replace_atomically(base.with_name(base.name + ".cfl"), lambda p: data.ravel(order="F").tofile(p))
-    _replace_atomically(base.with_name(base.name + ".hdr"), lambda p: p.write_text(header))
+    with atomic_write(base.with_name(base.name + ".cfl")) as handle:
+        handle.write(data.ravel(order="F").tobytes())
+    with atomic_write(base.with_name(base.name + ".hdr"), "w") as handle:
+        handle.write(header)

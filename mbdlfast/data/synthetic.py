@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from mbdlfast._validation import check_int
+from mbdlfast.outputs import atomic_path
 from mbdlfast.data.image_magnitudes import image_paths, image_view, is_image_family
 from mbdlfast.physics.coils import pixel_grid, simulate_coil_maps
 from mbdlfast.physics.fft import fft2c, ifft2c
@@ -340,19 +340,14 @@ def write_fastmri_h5(path, kspace, *, reconstruction_rss=None, recon_size: tuple
     center, maximum = encoding_limits if encoding_limits is not None else (width // 2, width - 1)
     header = _ismrmrd_header((height, width, 1), (*recon_size, 1), center, maximum, num_slices)
 
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(temporary, "w") as hf:
-            hf.create_dataset("kspace", data=kspace.astype(np.complex64))
-            hf.create_dataset("reconstruction_rss", data=reconstruction_rss)
-            hf.create_dataset("ismrmrd_header", data=header)
-            hf.attrs["max"] = float(reconstruction_rss.max())
-            hf.attrs["norm"] = float(np.linalg.norm(reconstruction_rss))
-            hf.attrs["acquisition"] = acquisition
-            hf.attrs["patient_id"] = patient_id if patient_id is not None else path.stem
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as hf:
+        hf.create_dataset("kspace", data=kspace.astype(np.complex64))
+        hf.create_dataset("reconstruction_rss", data=reconstruction_rss)
+        hf.create_dataset("ismrmrd_header", data=header)
+        hf.attrs["max"] = float(reconstruction_rss.max())
+        hf.attrs["norm"] = float(np.linalg.norm(reconstruction_rss))
+        hf.attrs["acquisition"] = acquisition
+        hf.attrs["patient_id"] = patient_id if patient_id is not None else path.stem
     return path
 
 

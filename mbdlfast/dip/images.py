@@ -7,11 +7,12 @@ benchmark uses them.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from mbdlfast.shared_data import missing_message, shared_data_dir
 
 __all__ = ["IMAGE_SETS", "KNOWN_IMAGES", "default_image_root", "load_image", "load_inpainting_mask", "resolve_image"]
 
@@ -45,10 +46,8 @@ IMAGE_SETS: dict[str, tuple[str, ...]] = {
 
 
 def default_image_root() -> Path:
-    """``$MBDLFAST_SHARED_DATA/images`` if set, else ``<repository>/../shared/data/images``."""
-    if "MBDLFAST_SHARED_DATA" in os.environ:
-        return Path(os.environ["MBDLFAST_SHARED_DATA"]) / "images"
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "images"
+    """``images/`` of the shared data folder (:func:`mbdlfast.shared_data.shared_data_dir`)."""
+    return shared_data_dir() / "images"
 
 
 def resolve_image(name: str, root: Path | str | None = None) -> Path:
@@ -59,8 +58,7 @@ def resolve_image(name: str, root: Path | str | None = None) -> Path:
     if key in KNOWN_IMAGES:
         path = Path(root or default_image_root()) / KNOWN_IMAGES[key]
         if not path.is_file():
-            raise FileNotFoundError(f"image: {name!r} should be at {path}, which does not exist "
-                                    "(set MBDLFAST_SHARED_DATA to the shared data folder)")
+            raise FileNotFoundError(f"image: {name!r}: {missing_message(path)}")
         return path
     path = Path(name)
     if path.is_file():

@@ -1,13 +1,14 @@
-"""Files of an IMP run: the JSON record, the PSNR-against-sparsity curve and the images per round."""
+"""Files of an IMP run: the JSON record, the PSNR-against-sparsity curve and the images per round,
+each written atomically."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from mbdlfast.dip.problems import Problem
 from mbdlfast.dip.tasks import CompressedSensingMRI, SuperResolution
+from mbdlfast.outputs import atomic_path, write_json
 
 __all__ = ["save_lip_report"]
 
@@ -31,7 +32,7 @@ def save_lip_report(out: Path, settings: dict, result, problem: Problem) -> list
     json_path, curve_path, images_path = out / "lip.json", out / "lip_psnr.png", out / "lip_images.png"
     payload = {"settings": settings, "stopped_early": result.stopped_early, "rounds": result.records,
                "sparsity": [r["sparsity"] for r in result.records[1:]], "psnr": [r["psnr"] for r in result.records[1:]]}
-    json_path.write_text(json.dumps(payload, indent=2))
+    write_json(json_path, payload)
 
     figure, axis = plt.subplots(figsize=(5, 3.5))
     axis.plot([100 * r["sparsity"] for r in result.records], [r["psnr"] for r in result.records], "o-", label="IMP")
@@ -41,7 +42,8 @@ def save_lip_report(out: Path, settings: dict, result, problem: Problem) -> list
     axis.set_title(f"LIP, {settings['task']} on {problem.image_name}")
     axis.legend()
     figure.tight_layout()
-    figure.savefig(curve_path, dpi=120)
+    with atomic_path(curve_path) as temporary:
+        figure.savefig(temporary, dpi=120)
     plt.close(figure)
 
     panels = [("truth", problem.truth[0])]
@@ -55,6 +57,7 @@ def save_lip_report(out: Path, settings: dict, result, problem: Problem) -> list
         axis.set_title(title, fontsize=8)
         axis.axis("off")
     figure.tight_layout()
-    figure.savefig(images_path, dpi=100)
+    with atomic_path(images_path) as temporary:
+        figure.savefig(temporary, dpi=100)
     plt.close(figure)
     return [json_path, curve_path, images_path]

@@ -17,9 +17,7 @@ version 1, readable by older mbdlfast.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from torch import nn
 
 from mbdlfast.finetune.config import ModelConfig, TrainConfig
 from mbdlfast.finetune.registry import build_model
+from mbdlfast.outputs import atomic_write
 from mbdlfast.prune.masking import apply_masks
 
 logger = logging.getLogger(__name__)
@@ -91,12 +90,6 @@ def restore_rng_state(state: dict) -> None:
     np_state = state["numpy"]
     np.random.set_state((np_state["name"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
                          np_state["has_gauss"], np_state["cached_gaussian"]))
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _to_lists(value):
@@ -219,17 +212,8 @@ def save_checkpoint(path, model: nn.Module, config: TrainConfig | ModelConfig, *
         "extra": dict(extra or {}),
     }
     path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(temporary, 0o666 & ~_current_umask())  # mkstemp creates 0600; give the file the usual mode
-        with os.fdopen(descriptor, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with atomic_write(path) as handle:
+        torch.save(payload, handle)
     logger.debug("saved checkpoint %s (step %d)", path, step)
     return path
 

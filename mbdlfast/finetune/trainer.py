@@ -22,7 +22,6 @@ import itertools
 import logging
 import math
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +43,14 @@ from mbdlfast.finetune.losses import loss_function
 from mbdlfast.finetune.modes import Objective, SupervisedTerm
 from mbdlfast.finetune.registry import MODEL_REGISTRY, build_model, model_spec
 from mbdlfast.metrics import psnr_batch, ssim_batch
+from mbdlfast.outputs import check_writable
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint.pt"
 AMP_DTYPE = torch.float16  # with GradScaler; complex views have no bfloat16 counterpart
 
-__all__ = ["CHECKPOINT_NAME", "MODEL_REGISTRY", "TrainResult", "Trainer", "check_writable", "train"]
+__all__ = ["CHECKPOINT_NAME", "MODEL_REGISTRY", "TrainResult", "Trainer", "train"]
 
 
 def scheduled_lr(train: OptimConfig, step: int) -> float:
@@ -62,18 +62,6 @@ def scheduled_lr(train: OptimConfig, step: int) -> float:
         return train.lr
     progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
     return train.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-def check_writable(folder) -> Path:
-    """Create ``folder`` if needed and check a file can be written in it; ValueError otherwise."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise ValueError(f"out: cannot write to {folder}: {err.strerror or err}") from err
-    return folder
 
 
 class _SkipFirst(Sampler):
