@@ -11,12 +11,21 @@ school teacher); then evaluate and time it in two pipelines side by side:
   guarded low precision, CUDA graphs where legitimate, cudnn.benchmark.
 
 Pruned and dense DEQs are ALWAYS timed at the same solver tolerance (``--tol``), unlike the published
-code (dense 1e-4, pruned 4e-3). Quality: PSNR/SSIM of magnitude images on held-out synthetic slices
-and on the real 8-coil brain (ESPIRiT maps, retrospectively undersampled at each ``--accelerations``
-with 8% ACS). Timing: one slice of ``--time-coils`` coils at ``--time-size``² (15 × 320² by default).
+code (dense 1e-4, pruned 4e-3). Quality, under the evaluation protocol of :mod:`mbdlfast.evaluation`:
+PSNR/SSIM of magnitude images on held-out synthetic slices (true maps, scored against the true
+image) and on the real 8-coil test brain (retrospectively undersampled at each ``--accelerations``
+with 8% ACS, ESPIRiT maps from the calibration lines the mask keeps, scored against the RSS of the
+fully sampled data), with every solver's convergence. Beside the networks, the classical baselines
+on every test set: zero-filled and CG-SENSE, its λ chosen on validation slices (synthetic slices of
+another seed; for the brain, the real brain of ``--brain-validation``, another subject), never on
+the test slices; CG-SENSE is timed on the timing slice too. Timing: one slice of ``--time-coils``
+coils at ``--time-size``² (15 × 320² by default).
 
-Writes ``benchmarks/results/e2e_<device>.json`` (rows: model, ratio, tuning, pipeline, tol, psnr,
-ssim, params, macs, iters, median_ms, speedups, ...) and three PNGs next to it.
+Writes ``benchmarks/results/e2e_<device>.json`` (``--quick``: ``./bench_out``; ``--out DIR``) with the
+rows (model, ratio, tuning, pipeline, tol, psnr, ssim, params, macs, iters, converged, median_ms,
+speedups, ...) and the baselines, and PNGs next to it: PSNR against parameters, speed-up against the
+ratio, and per model the grid test slice (reference, zero-filled, CG-SENSE, dense, pruned, with
+error maps).
 
     python benchmarks/bench_e2e.py                       # the full table (a GPU machine)
     python benchmarks/bench_e2e.py --quick               # a few minutes on a CPU
@@ -26,9 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import logging
-import math
 import sys
 import time
 from pathlib import Path
@@ -37,19 +44,23 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO_ROOT, cpu_load_note, device_slug, environment, time_calls  # noqa: E402
+from common import add_output_argument, cpu_load_note, device_slug, environment, results_folder, time_calls  # noqa: E402,E501
 
-from mbdlfast.data.cfl import read_cfl  # noqa: E402
-from mbdlfast.finetune import DataConfig, TrainConfig, Trainer, build_model, finetune  # noqa: E402
+from mbdlfast.data.synthetic import SyntheticMulticoil  # noqa: E402
+from mbdlfast.data.volumes import load_volume  # noqa: E402
+from mbdlfast.evaluation import (  # noqa: E402
+    EvaluationSlices, cg_sense_baseline, classical_baselines, evaluate, format_table, prepare_slices, quality,
+    solver_report,
+)
+from mbdlfast.figures import comparison_figure  # noqa: E402
+from mbdlfast.finetune import DataConfig, TrainConfig, Trainer, finetune  # noqa: E402
 from mbdlfast.finetune.config import LR_SCHEDULES, ModelConfig, OptimConfig  # noqa: E402
-from mbdlfast.finetune.data import TrainingBatch, TrainingSlices, collate_batch  # noqa: E402
-from mbdlfast.finetune.registry import model_spec  # noqa: E402
+from mbdlfast.finetune.data import line_mask  # noqa: E402
 from mbdlfast.inference import BASELINE, OPTIMIZED, optimize_for_inference  # noqa: E402
-from mbdlfast.metrics import psnr_batch, ssim_batch  # noqa: E402
 from mbdlfast.models import DEQ  # noqa: E402
-from mbdlfast.physics import espirit, masks  # noqa: E402
-from mbdlfast.physics.fft import ifft2c  # noqa: E402
+from mbdlfast.outputs import atomic_path, write_json  # noqa: E402
 from mbdlfast.physics.sense import SenseOperator  # noqa: E402
+from mbdlfast.shared_data import shared_data_path  # noqa: E402
 
 logger = logging.getLogger("bench_e2e")
 
@@ -57,7 +68,9 @@ MODELS = ("deq", "varnet", "e2e_varnet", "modl")
 RATIOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
 TUNINGS = ("none", "supervised", "school", "self_supervised")
 PIPELINES = {"baseline": BASELINE, "optimized": OPTIMIZED}
-BRAIN = REPO_ROOT.parent / "shared" / "data" / "mri" / "auto-espirit" / "brain_clean"
+BRAIN = shared_data_path("mri", "auto-espirit", "brain_clean", must_exist=False)  # the held-out test brain
+BRAIN_VALIDATION = shared_data_path("mri", "espirit-brain-alias", "kspace.npy", must_exist=False)  # another subject
+SYNTHETIC_VALIDATION_SEED = 31_337
 
 # Models trained from scratch here: the sizes of the shipped weights (mbdlfast/weights/*.yaml);
 # --paper-size uses the registry's defaults (the paper's networks) instead.
@@ -78,7 +91,7 @@ TINY_KWARGS = {
 # ------------------------------------------------------------------------------------------------ data
 
 
-def call_args(name: str, batch: TrainingBatch) -> tuple:
+def call_args(name: str, batch: EvaluationSlices) -> tuple:
     """The positional arguments of a ``name`` model's forward for ``batch``."""
     if name == "varnet":
         return (batch.kspace, batch.mask, None, batch.maps)
@@ -87,35 +100,41 @@ def call_args(name: str, batch: TrainingBatch) -> tuple:
     return (batch.kspace, batch.maps, batch.mask)
 
 
-def synthetic_batch(size: int, coils: int, slices: int, acceleration: int, seed: int) -> TrainingBatch:
-    """Held-out synthetic slices (their own generator seed) undersampled at ``acceleration``."""
-    data = DataConfig(image_size=size, num_coils=coils, num_slices=max(slices, 2), acceleration=acceleration)
-    dataset = TrainingSlices(data, seed=seed)
-    return collate_batch([dataset[i] for i in range(slices)])
+def synthetic_batch(size: int, coils: int, slices: int, acceleration: int, seed: int,
+                    center_fraction: float) -> EvaluationSlices:
+    """Synthetic slices of generator ``seed`` undersampled at ``acceleration`` (one equispaced mask),
+    with the simulation's true maps, scored against the true image."""
+    sample = SyntheticMulticoil(size, size, coils, seed=seed).batch(range(slices))
+    mask = line_mask("equispaced", size, acceleration, center_fraction, seed=0)
+    return prepare_slices(sample["kspace"], mask, fully_sampled=True, maps=sample["maps"], truth=sample["target"],
+                          name=f"synthetic (seed {seed})")
 
 
 def central_kspace(kspace: torch.Tensor, size: int | None) -> torch.Tensor:
-    """The central ``size`` x ``size`` (at most) of (C,H,W) k-space: the whole field of view at a lower resolution."""
+    """The central ``size`` x ``size`` (at most) of (...,H,W) k-space: the whole field of view at a lower resolution."""
     height, width = kspace.shape[-2:]
     new_h, new_w = min(size or height, height), min(size or width, width)
     top, left = (height - new_h) // 2, (width - new_w) // 2
     return kspace[..., top:top + new_h, left:left + new_w].contiguous()
 
 
-def brain_batch(path: Path, size: int | None, acceleration: int, center_fraction: float = 0.08) -> TrainingBatch:
-    """The fully sampled 8-coil brain (its k-space centre up to ``size``), ESPIRiT maps, an equispaced mask."""
-    kspace = torch.from_numpy(np.ascontiguousarray(read_cfl(path)[..., 0, 0].transpose(2, 0, 1)))
-    kspace = central_kspace(kspace, size)
-    maps = espirit(kspace, calib_width=24)
-    target = (maps.conj() * ifft2c(kspace)).sum(dim=0)
-    mask = masks.equispaced(kspace.shape[-1], acceleration, center_fraction, seed=0)
-    undersampled = kspace * mask
-    scale = SenseOperator(maps, mask).A_adjoint(undersampled.unsqueeze(0)).abs().max()
-    return collate_batch([{"kspace": undersampled / scale, "mask": mask, "maps": maps, "target": target / scale}])
+def brain_batch(path: Path, size: int | None, acceleration: int, center_fraction: float) -> EvaluationSlices:
+    """A fully sampled real brain volume (its k-space centre up to ``size``), retrospectively
+    undersampled: ESPIRiT maps from the calibration lines the mask keeps, the RSS reference."""
+    volume = load_volume(path if Path(path).suffix else Path(f"{path}.cfl"))
+    kspace = central_kspace(volume.kspace[:1], size)
+    mask = line_mask("equispaced", kspace.shape[-1], acceleration, center_fraction, seed=0)
+    return prepare_slices(kspace, mask, fully_sampled=True, name=f"{Path(path).parent.name}/{volume.name}")
 
 
-def zero_filled(batch: TrainingBatch) -> torch.Tensor:
-    return SenseOperator(batch.maps, batch.mask, mask_is_2d=False).A_adjoint(batch.kspace)
+def validation_batch(test: EvaluationSlices, test_name: str, args) -> EvaluationSlices:
+    """Slices on which CG-SENSE's λ is chosen for ``test_name``: synthetic slices of another seed, and
+    for the brain the real brain of ``--brain-validation`` (else synthetic slices of its size)."""
+    acceleration = int(test_name.rsplit("R", 1)[1])
+    if test_name.startswith("brain") and args.brain_validation is not None:
+        return brain_batch(args.brain_validation, args.brain_size, acceleration, args.center_fraction)
+    size, coils = test.kspace.shape[-1], test.kspace.shape[1]
+    return synthetic_batch(size, coils, 2, acceleration, SYNTHETIC_VALIDATION_SEED, args.center_fraction)
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -157,7 +176,7 @@ def params_and_macs(name: str, model: torch.nn.Module, timing_args: tuple) -> tu
 # -------------------------------------------------------------------------------------------- measuring
 
 
-def variants(name: str, dense, model_kwargs: dict, args, train_data: DataConfig, guard_batch: TrainingBatch):
+def variants(name: str, dense, model_kwargs: dict, args, train_data: DataConfig, guard_batch: EvaluationSlices):
     """(ratio, tuning, model, fine-tuning seconds) for the dense model and every pruned, fine-tuned one.
     Fine-tuning draws from ``train_data`` with ``--finetune-family`` as its family (see DataConfig)."""
     from mbdlfast.prune import prune_structured
@@ -174,40 +193,63 @@ def variants(name: str, dense, model_kwargs: dict, args, train_data: DataConfig,
             yield ratio, tuning, model.eval(), time.perf_counter() - began
 
 
-def evaluate(name: str, wrapper, batch: TrainingBatch, chunk: int) -> tuple[dict, torch.Tensor]:
-    """Mean PSNR / SSIM of magnitude images (and the DEQ's mean f-evaluations) over ``batch``."""
-    outputs, steps = [], []
+def evaluate_model(name: str, wrapper, batch: EvaluationSlices, chunk: int) -> tuple[dict, torch.Tensor]:
+    """Mean PSNR / SSIM of magnitude images under the protocol, the solver's convergence (and the
+    DEQ's mean f-evaluations) over ``batch``; and the reconstructions."""
+    outputs, solvers = [], []
     for start in range(0, len(batch), chunk):
-        part = TrainingBatch(*(t[start:start + chunk] for t in (batch.kspace, batch.mask, batch.maps, batch.target)))
-        outputs.append(wrapper(*call_args(name, part)).abs().float())
-        if wrapper.last_info is not None:
-            steps.append(wrapper.last_info["nstep"])
+        part = batch.select(slice(start, start + chunk))
+        outputs.append(wrapper(*call_args(name, part)))
+        solvers.append(solver_report(wrapper, len(part)))
     prediction = torch.cat(outputs)
-    gt = batch.target.abs().float().to(prediction.device)
-    metrics = {"psnr": float(psnr_batch(gt, prediction).mean()), "ssim": float(ssim_batch(gt, prediction).mean())}
-    if steps:
-        metrics["iters"] = float(np.mean(steps))
+    result = evaluate(name, prediction, solvers[0], batch)
+    status = [s for report in solvers for s in report.status]
+    metrics = {"psnr": result.mean("psnr"), "ssim": result.mean("ssim"), "psnr_sense": result.mean("psnr_sense"),
+               "converged": all(s in ("converged", "fixed") for s in status), "solver_status": status}
+    if wrapper.last_info is not None:
+        metrics["iters"] = float(np.mean([i for report in solvers for i in report.iterations]))
     return metrics, prediction
 
 
-def run(args, on_family_done=None) -> tuple[dict, dict, TrainingBatch | None]:
-    """The whole table; ``on_family_done(result)`` is called with the rows so far after each model."""
+def baselines(tests: dict[str, EvaluationSlices], args) -> tuple[dict, dict]:
+    """Zero-filled and CG-SENSE (λ chosen on each test set's validation slices) on every test set:
+    ({test: {method: metrics, solver}}, {test: (method, image of the grid slice)})."""
+    table, images = {}, {}
+    for test_name, batch in tests.items():
+        validation = validation_batch(batch, test_name, args).to(batch.kspace.device)
+        results, record = classical_baselines(batch, validation)
+        table[test_name] = {"validation": validation.name, **record, "methods": {r.name: r.as_dict() for r in results}}
+        images[test_name] = {r.name: r.image[0].cpu() for r in results}
+        print(f"{test_name}:\n{format_table(results, batch.reference_name, batch.maps_source)}")
+    return table, images
+
+
+def run(args, on_family_done=None) -> tuple[dict, dict, EvaluationSlices | None, dict]:
+    """The whole table; ``on_family_done(result)`` is called with the rows so far after each model.
+    Returns the result, the grid slice's reconstructions, the grid test set and the baselines' images."""
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     train_data = DataConfig(image_size=args.train_size, num_coils=args.train_coils, num_slices=args.train_slices,
-                            acceleration=4, center_fraction=0.08)
-    tests = {f"synthetic_R{r}": synthetic_batch(args.train_size, args.train_coils, args.test_slices, r, seed=10_000 + r)
-             for r in args.accelerations}
+                            acceleration=4, center_fraction=args.center_fraction)
+    tests = {f"synthetic_R{r}": synthetic_batch(args.train_size, args.train_coils, args.test_slices, r, 10_000 + r,
+                                                args.center_fraction) for r in args.accelerations}
     if args.brain is not None:
         for r in args.accelerations:
-            tests[f"brain_R{r}"] = brain_batch(args.brain, args.brain_size, r)
+            tests[f"brain_R{r}"] = brain_batch(args.brain, args.brain_size, r, args.center_fraction)
     tests = {key: batch.to(device) for key, batch in tests.items()}
     primary = f"synthetic_R{args.accelerations[0]}"
-    timing_batch = synthetic_batch(args.time_size, args.time_coils, 1, args.accelerations[0], seed=99).to(device)
-    guard_batch = TrainingBatch(*(t[:1] for t in (tests[primary].kspace, tests[primary].mask, tests[primary].maps,
-                                                  tests[primary].target)))
+    timing_batch = synthetic_batch(args.time_size, args.time_coils, 1, args.accelerations[0], 99,
+                                   args.center_fraction).to(device)
+    guard_batch = tests[primary].select(slice(0, 1))
+    classical, classical_images = baselines(tests, args)
+    cg_lambda = classical[primary]["cg_lambda"]
+    classical_timing = time_calls({"zero-filled": lambda: timing_batch.operator().A_adjoint(timing_batch.kspace),
+                                   "CG-SENSE": lambda: cg_sense_baseline(timing_batch, cg_lambda)}, device,
+                                  warmup=args.warmup, repeats=args.repeats)
+    classical_rows = {name: {**timing, "lambda": cg_lambda if name == "CG-SENSE" else None}
+                      for name, timing in classical_timing.items()}
 
-    rows, recons = [], {}
+    rows, recons, result = [], {}, {}
     for name in args.models:
         dense, model_kwargs, origin = starting_model(name, args, train_data, device)
         logger.info("%s: dense model %s", name, origin)
@@ -218,13 +260,13 @@ def run(args, on_family_done=None) -> tuple[dict, dict, TrainingBatch | None]:
             overrides = {"tol": args.tol, "max_iter": args.max_iter} if isinstance(model, DEQ) else {}
             for pipeline in args.pipelines:
                 wrapper = optimize_for_inference(model, call_args(name, guard_batch), PIPELINES[pipeline],
-                                                 target=guard_batch.target, **overrides)
+                                                 target=guard_batch.reference, **overrides)
                 row = {"model": name, "ratio": ratio, "tuning": tuning, "pipeline": pipeline, "tol": wrapper.tol,
                        "params": params, "macs": macs, "macs_per": macs_per, "precision": wrapper.precision,
                        "applied": wrapper.applied, "skipped": wrapper.skipped, "tune_seconds": round(tune_seconds, 2),
                        "start": origin, "metrics": {}}
                 for test_name, batch in tests.items():
-                    metrics, prediction = evaluate(name, wrapper, batch, args.eval_chunk)
+                    metrics, prediction = evaluate_model(name, wrapper, batch, args.eval_chunk)
                     row["metrics"][test_name] = metrics
                     if pipeline == args.pipelines[-1] and test_name == args.grid_test:
                         recons[(name, ratio, tuning)] = prediction[0].cpu()
@@ -243,10 +285,12 @@ def run(args, on_family_done=None) -> tuple[dict, dict, TrainingBatch | None]:
                         row["params"], row["iters"], row["median_ms"])
         add_speedups(rows)
         result = {**environment(device), "load": cpu_load_note(), "config": config_record(args),
-                  "primary_test": primary, "rows": rows}
+                  "primary_test": primary, "protocol": {name: {"reference": b.reference_name, "maps": b.maps_source}
+                                                        for name, b in tests.items()},
+                  "baselines": classical, "baseline_timing": classical_rows, "rows": rows}
         if on_family_done is not None:
             on_family_done(result)
-    return result, recons, tests.get(args.grid_test)
+    return result, recons, tests.get(args.grid_test), classical_images.get(args.grid_test, {})
 
 
 def add_speedups(rows: list[dict]) -> None:
@@ -269,7 +313,8 @@ def config_record(args) -> dict:
 # ---------------------------------------------------------------------------------------------- plots
 
 
-def plot(result: dict, recons: dict, grid_batch: TrainingBatch | None, stem: Path) -> list[Path]:
+def plot(result: dict, recons: dict, grid_batch: EvaluationSlices | None, classical_images: dict,
+         stem: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -307,30 +352,26 @@ def plot(result: dict, recons: dict, grid_batch: TrainingBatch | None, stem: Pat
     written.append(_save(fig, stem.with_name(stem.name + "_speedup_vs_ratio.png")))
 
     if grid_batch is not None and recons:
-        gt = grid_batch.target[0].abs().cpu()
-        zf = zero_filled(TrainingBatch(grid_batch.kspace[:1], grid_batch.mask[:1], grid_batch.maps[:1],
-                                       grid_batch.target[:1]))[0].abs().cpu()
-        fig, axes = plt.subplots(len(models), 4, figsize=(10, 2.6 * len(models)), squeeze=False)
-        for ax_row, name in zip(axes, models):
+        for name in models:
             keys = sorted(k for k in recons if k[0] == name)
             largest = max(keys, key=lambda k: (k[1], k[2] == "school"))
-            panels = [("ground truth", gt), ("zero-filled", zf), ("dense", recons[(name, 0.0, "none")]),
-                      (f"pruned {largest[1]:.0%} + {largest[2]}", recons[largest])]
-            for ax, (title, image) in zip(ax_row, panels):
-                ax.imshow(image.numpy(), cmap="gray", vmin=0, vmax=float(gt.max()))
-                psnr = "" if title == "ground truth" else \
-                    f" {float(psnr_batch(gt[None].float(), image[None].float())):.1f} dB"
-                ax.set_title(f"{name}: {title}{psnr}", fontsize=7)
-                ax.axis("off")
-        fig.tight_layout()
-        written.append(_save(fig, stem.with_name(stem.name + "_recon_grid.png")))
+            images = {**classical_images, f"{name} dense": recons[(name, 0.0, "none")],
+                      f"{name} pruned {largest[1]:.0%} + {largest[2]}": recons[largest]}
+            single, scores = grid_batch.select(slice(0, 1)), {}
+            for label, image in images.items():
+                metrics = quality(image[None].to(single.reference.device), single)
+                scores[label] = {"psnr": metrics["psnr"][0], "ssim": metrics["ssim"][0]}
+            written.append(comparison_figure(stem.with_name(f"{stem.name}_recon_{name}.png"), images,
+                                             reference=grid_batch.reference[0], reference_name=grid_batch.reference_name,
+                                             metrics=scores, title=f"{result['config']['grid_test']}: {name}"))
     return written
 
 
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as temporary:
+        fig.savefig(temporary, dpi=110)
     plt.close(fig)
     return path
 
@@ -366,8 +407,13 @@ def parse_args(argv=None):
     parser.add_argument("--time-size", type=int, default=None, help="timing image size (square)")
     parser.add_argument("--time-coils", type=int, default=None)
     parser.add_argument("--accelerations", nargs="+", type=int, default=[4, 8])
+    parser.add_argument("--center-fraction", type=float, default=0.08,
+                        help="fully sampled centre of every mask (the coil maps of the brain come from it alone)")
     parser.add_argument("--brain", type=Path, default=BRAIN, help="BART cfl base path of the real brain")
     parser.add_argument("--no-brain", action="store_true")
+    parser.add_argument("--brain-validation", type=Path, default=BRAIN_VALIDATION,
+                        help="fully sampled real k-space (another subject) on which CG-SENSE's lambda is chosen for the "
+                             "brain tests (default: the espirit-brain-alias brain; synthetic slices when absent)")
     parser.add_argument("--brain-size", type=int, default=None,
                         help="keep the central N x N of the brain's k-space (a lower resolution); default: all")
     parser.add_argument("--paper-size", action="store_true", help="train the paper-size networks")
@@ -377,7 +423,7 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few minutes on a CPU: small everything")
-    parser.add_argument("--out", type=Path, default=None, help="results JSON (default benchmarks/results/e2e_<device>.json)")
+    add_output_argument(parser)
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench_e2e"))
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--progress", action="store_true")
@@ -387,7 +433,7 @@ def parse_args(argv=None):
                     tunings=["school"] if quick else list(TUNINGS), finetune_steps=5 if quick else 200,
                     train_size=32 if quick else 64, test_slices=2 if quick else 16, time_size=64 if quick else 320,
                     time_coils=4 if quick else 15, repeats=3 if quick else 20, tol=1e-3 if quick else 1e-4,
-                    brain_size=64 if quick else None)
+                    brain_size=128 if quick else None)
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -397,6 +443,8 @@ def parse_args(argv=None):
         args.accelerations = args.accelerations[:1]
     if args.no_brain:
         args.brain = None
+    if args.brain_validation is not None and not args.brain_validation.is_file():
+        args.brain_validation = None
     if any(not 0 <= r < 1 for r in args.ratios):
         parser.error(f"--ratios: expected values in [0, 1), got {args.ratios}")
     if 0.0 not in args.ratios:
@@ -408,36 +456,39 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
-    out = args.out or REPO_ROOT / "benchmarks" / "results" / f"e2e_{device_slug(torch.device(args.device))}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = results_folder(args.out, args.quick) / f"e2e_{device_slug(torch.device(args.device))}.json"
 
     def write(result: dict) -> None:  # after every model family, so a cut-short run leaves its rows
-        out.write_text(json.dumps(result, indent=1, default=_json_default))
+        write_json(out, result)
 
-    result, recons, grid_batch = run(args, on_family_done=write)
+    result, recons, grid_batch, classical_images = run(args, on_family_done=write)
     print(f"wrote {out}")
     if not args.no_plots:
-        for path in plot(result, recons, grid_batch, out.with_suffix("")):
+        for path in plot(result, recons, grid_batch, classical_images, out.with_suffix("")):
             print(f"wrote {path}")
-    print_table(result["rows"])
+    print_table(result)
     return result
 
 
-def _json_default(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def print_table(rows: list[dict]) -> None:
+def print_table(result: dict) -> None:
+    """The networks' rows, then the classical baselines on the primary test set, timed alike."""
+    rows = result["rows"]
     print(f"{'model':11s} {'ratio':>5s} {'tuning':15s} {'pipeline':9s} {'tol':>7s} {'PSNR':>6s} {'SSIM':>6s} "
-          f"{'params':>9s} {'iters':>5s} {'ms':>9s} {'x base':>6s} {'x opt':>6s}")
+          f"{'params':>9s} {'iters':>5s} {'conv':>4s} {'ms':>9s} {'x base':>6s} {'x opt':>6s}")
     for r in rows:
         tol = f"{r['tol']:.0e}" if r["tol"] is not None else "-"
         iters = str(r["iters"]) if r["iters"] is not None else "-"
+        converged = "yes" if r["metrics"][result["primary_test"]]["converged"] else "no"
         print(f"{r['model']:11s} {r['ratio']:5.2f} {r['tuning']:15s} {r['pipeline']:9s} {tol:>7s} {r['psnr']:6.2f} "
-              f"{r['ssim']:6.4f} {r['params']:9d} {iters:>5s} {r['median_ms']:9.1f} "
+              f"{r['ssim']:6.4f} {r['params']:9d} {iters:>5s} {converged:>4s} {r['median_ms']:9.1f} "
               f"{r['speedup_vs_dense_baseline'] or float('nan'):6.2f} {r['speedup_vs_dense_optimized'] or float('nan'):6.2f}")
+    primary = result["primary_test"]
+    for name, method in result["baselines"][primary]["methods"].items():
+        timing = result["baseline_timing"]["CG-SENSE" if name.startswith("CG-SENSE") else "zero-filled"]
+        print(f"{name:43s} {'-':>7s} {method['mean']['psnr']:6.2f} {method['mean']['ssim']:6.4f} {0:9d} "
+              f"{max(method['solver']['iterations']):5d} {'yes' if method['solver']['converged'] else 'no':>4s} "
+              f"{timing['median_ms']:9.1f}")
+    print(f"PSNR/SSIM on {primary}; CG-SENSE's lambda chosen on {result['baselines'][primary]['validation']}")
 
 
 if __name__ == "__main__":

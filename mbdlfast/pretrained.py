@@ -32,7 +32,8 @@ DEFAULT_DATA = DataConfig(source="synthetic", image_size=64, num_coils=8, num_sl
 """The data both default models were trained on: synthetic brain phantoms, 8 coils, 64x64, R=4
 equispaced lines with an 8 % fully sampled centre, 30 dB SNR, k-space scaled by max|Aᴴy|."""
 
-__all__ = ["DEFAULT_DATA", "DEFAULT_WEIGHTS", "WEIGHTS_DIR", "available", "load_default", "strip_training_state"]
+__all__ = ["DEFAULT_DATA", "DEFAULT_WEIGHTS", "WEIGHTS_DIR", "available", "load_checkpoint_or_default", "load_default",
+           "strip_training_state"]
 
 
 def available() -> list[str]:
@@ -51,15 +52,17 @@ def load_default(name: str = "deq", map_location="cpu") -> Checkpoint:
     return load_checkpoint(path, expected_model=model_name, map_location=map_location)
 
 
-def _dotted_settings(train_config: dict) -> dict:
-    """A stored ``TrainConfig.to_dict()`` as dotted overrides (sections flattened one level)."""
-    settings = {}
-    for key, value in train_config.items():
-        if key in ("model", "data", "train"):
-            settings.update({f"{key}.{inner}": inner_value for inner, inner_value in value.items()})
-        else:
-            settings[key] = value
-    return settings
+def load_checkpoint_or_default(model: str, map_location="cpu") -> tuple[Checkpoint, str]:
+    """``model`` as a checkpoint file, or as the name of shipped weights (:data:`DEFAULT_WEIGHTS`) when
+    no such file exists; returns the checkpoint and where it came from (a resolved path)."""
+    path = Path(model)
+    if path.is_file() or model not in DEFAULT_WEIGHTS:
+        if not path.exists():
+            raise ValueError(f"checkpoint: {path} does not exist (give a checkpoint file or the name of shipped "
+                             f"weights: {', '.join(available())})")
+        return load_checkpoint(path, map_location=map_location), str(path.resolve())
+    checkpoint = load_default(model, map_location=map_location)
+    return checkpoint, str((WEIGHTS_DIR / DEFAULT_WEIGHTS[model][0]).resolve())
 
 
 def strip_training_state(source, destination, *, overrides: dict | None = None, extra: dict | None = None) -> Path:
@@ -72,6 +75,6 @@ def strip_training_state(source, destination, *, overrides: dict | None = None, 
     checkpoint = load_checkpoint(source)
     if checkpoint.train_config is None:
         raise ValueError(f"source: {source} has no training config to ship with the weights")
-    config = load_config(None, {**_dotted_settings(checkpoint.train_config), **(overrides or {})})
+    config = load_config(None, overrides or {}, base=checkpoint.train_config)
     return save_checkpoint(destination, checkpoint.model, config, step=checkpoint.step, history=checkpoint.history,
                            extra={**checkpoint.extra, **(extra or {})}, save_rng=False)

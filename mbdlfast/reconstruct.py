@@ -1,30 +1,37 @@
 """Reconstruct k-space volumes with a trained mbdlfast checkpoint and write them in fastMRI layout.
 
-Each slice is prepared the way :class:`mbdlfast.finetune.data.TrainingSlices` prepared training
-slices, read from the checkpoint's training settings (defaults of
-:class:`~mbdlfast.finetune.config.DataConfig` when it has none):
+Each volume goes through the evaluation protocol of :mod:`mbdlfast.evaluation`:
 
-- fully sampled data are undersampled retrospectively with the training mask kind (``line_mask``),
-  acceleration and centre fraction (the caller may override the last two); one mask per volume,
-  drawn from ``seed``. Undersampled data keep their own sampling.
-- ESPIRiT maps: from the fully sampled centre (``calib_width``, as in training) for fully sampled
-  data, from the fully sampled centre band (ACS) for undersampled data.
-- with ``normalise``, k-space is divided by max|Aᴴy| of the undersampled slice before the model
-  call and the output multiplied back, so the output has the data's scale.
+- sampling: fully sampled data are undersampled retrospectively with the training mask kind
+  (``line_mask``), acceleration and centre fraction (the caller may override the last two); one mask
+  per volume, drawn from ``seed``. Undersampled data keep their own sampling, 1D lines or a 2D
+  pattern (Poisson disc), and are never re-undersampled.
+- ESPIRiT maps from the calibration square the mask keeps, nothing else; no such square (e.g.
+  ``center_fraction=0``) is an error.
+- with the checkpoint's ``normalise``, k-space is divided by max|Aᴴy| before the model call and the
+  output multiplied back, so the output has the data's scale.
+- beside the network, the classical baselines: zero-filled and CG-SENSE, its λ chosen on
+  validation slices with the volume's sampling (``validation``: a fully sampled volume of the same
+  size; default: synthetic slices of the checkpoint's training family), never on the volume itself.
+  With a fully sampled reference (retrospective undersampling) every method gets PSNR / SSIM.
+- every reconstruction reports its solver's convergence (status, iterations, residual).
 
 The network is called through its registry spec (:func:`mbdlfast.finetune.registry.model_spec`).
-Outputs: ``<out>/<name>.h5`` with the magnitude ``reconstruction`` (S,h,w) float32 (centre-cropped to
-the header's recon size when there is one), the ``mask`` used, and attrs; ``<out>/<name>.png``, the
-middle slice. Both are written under temporary names and renamed into place together.
+Outputs per volume, each written atomically: ``<out>/<name>.h5`` with the magnitude
+``reconstruction`` (S,h,w) float32 (centre-cropped to the header's recon size when there is one),
+the ``mask`` used and attrs (sampling, solver, metrics); ``<out>/<name>.json``, the quality and
+convergence report; ``<out>/<name>.png``, the middle slice beside the reference and the baselines.
+The h5 is renamed into place last, so an existing h5 means a complete volume (``skip_existing``).
 
-Under ``torchrun`` rank r reconstructs files r, r + world_size, ... of the sorted file list; every
-volume is reconstructed independently, so the outputs equal a single-process run's.
+In a folder, a volume that cannot be reconstructed (corrupt, no calibration data, ...) is reported
+and skipped; the others go on. Under ``torchrun`` rank r reconstructs files r, r + world_size, ...
+of the sorted file list; every volume is reconstructed independently, so the outputs equal a
+single-process run's.
 """
 from __future__ import annotations
 
 import logging
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -34,32 +41,54 @@ from tqdm.auto import tqdm
 
 from mbdlfast import __version__
 from mbdlfast._validation import check_int
+from mbdlfast.data.synthetic import SyntheticMulticoil, check_family
 from mbdlfast.data.volumes import KspaceVolume, load_volume, volume_files
-from mbdlfast.finetune.checkpoint import Checkpoint, load_checkpoint
+from mbdlfast.evaluation import (
+    ESPIRIT_KERNEL_WIDTH,
+    EvaluationSlices,
+    MethodResult,
+    SolverReport,
+    classical_baselines,
+    evaluate,
+    format_table,
+    prepare_slices,
+    solver_report,
+)
+from mbdlfast.figures import comparison_figure
+from mbdlfast.finetune.checkpoint import Checkpoint
 from mbdlfast.finetune.config import DataConfig
 from mbdlfast.finetune.data import line_mask
 from mbdlfast.finetune.distributed import DistributedContext
 from mbdlfast.finetune.registry import model_spec
-from mbdlfast.physics import espirit
-from mbdlfast.physics.masks import num_center_lines
-from mbdlfast.physics.sense import SenseOperator
+from mbdlfast.info import versions
+from mbdlfast.outputs import atomic_path, output_folder, write_json
+from mbdlfast.physics.espirit_maps import calibration_width
+from mbdlfast.pretrained import load_checkpoint_or_default
 
 logger = logging.getLogger(__name__)
 
-ESPIRIT_KERNEL_WIDTH = 6  # mbdlfast.physics.espirit's default kernel: the ACS band must be at least this wide
 COPIED_ATTRS = ("acquisition", "patient_id")  # input attrs that describe the subject, kept in the output
+VALIDATION_SEED = 31_337  # synthetic validation slices: a seed no training or test run uses
+VALIDATION_SLICES = 2
+VALIDATION_CANDIDATES = 8
 
 
 @dataclass
 class ReconSettings:
     """``acceleration`` / ``center_fraction``: for retrospective undersampling (None: the training
-    values); ``seed``: of the mask offset; ``batch_size``: slices per model call."""
+    values); ``seed``: of the mask offset; ``batch_size``: slices per model call; ``validation``: a
+    fully sampled volume (same H x W as the data) on which CG-SENSE's λ is chosen (None: synthetic
+    slices); ``baselines``: reconstruct zero-filled and CG-SENSE too; ``skip_existing``: leave
+    volumes whose output h5 exists (to resume a batch)."""
 
     acceleration: int | None = None
     center_fraction: float | None = None
     seed: int = 0
     batch_size: int = 1
     progress: bool = True
+    validation: str | None = None
+    baselines: bool = True
+    skip_existing: bool = False
 
     def __post_init__(self):
         if self.acceleration is not None:
@@ -80,13 +109,35 @@ class ReconBatch:
 
 @dataclass
 class Sampling:
-    """How a volume is (or is made) undersampled: the (W,) mask and its description."""
+    """How a volume is (or is made) undersampled: the (W,) or (H,W) mask and its description;
+    ``calibration``: the side of the fully sampled centre square the coil maps come from."""
 
     mask: torch.Tensor
     acceleration: float
-    center_fraction: float
-    acs_lines: int
+    center_fraction: float | None
+    calibration: int
     retrospective: bool
+
+    @property
+    def kind(self) -> str:
+        return "1D lines" if self.mask.dim() == 1 else "2D pattern"
+
+
+@dataclass
+class VolumeResult:
+    """A reconstructed volume: the network's (S,H,W) float32 magnitude, the sampling, every method's
+    per-slice quality and solver report, the middle slice's images for the figure, and the protocol."""
+
+    image: np.ndarray
+    sampling: Sampling
+    methods: list[MethodResult]
+    middle: dict[str, torch.Tensor] = field(default_factory=dict)
+    middle_reference: torch.Tensor | None = None
+    protocol: dict = field(default_factory=dict)
+
+    @property
+    def network(self) -> MethodResult:
+        return self.methods[-1]
 
 
 def centre_lines(mask: torch.Tensor) -> int:
@@ -100,12 +151,25 @@ def centre_lines(mask: torch.Tensor) -> int:
     return right - left - 1
 
 
+def _merge(parts: list[list[MethodResult]]) -> list[MethodResult]:
+    """The per-batch results of each method joined into one result per method (slices in order)."""
+    merged = []
+    for results in zip(*parts):
+        first = results[0]
+        metrics = {key: [v for r in results for v in r.metrics[key]] for key in first.metrics}
+        solver = SolverReport(first.solver.solver, [s for r in results for s in r.solver.status],
+                              [i for r in results for i in r.solver.iterations],
+                              [v for r in results for v in r.solver.residual], first.solver.tol)
+        merged.append(MethodResult(first.name, first.image, solver, metrics))
+    return merged
+
+
 class Reconstructor:
     """A loaded checkpoint with the data settings it was trained with; :meth:`reconstruct` one volume."""
 
     def __init__(self, checkpoint: Checkpoint, checkpoint_path, settings: ReconSettings, device=torch.device("cpu")):
         self.checkpoint, self.settings, self.device = checkpoint, settings, torch.device(device)
-        self.checkpoint_path = str(Path(checkpoint_path).resolve())
+        self.checkpoint_path = str(checkpoint_path)
         self.spec = model_spec(checkpoint.model_name)
         training = (checkpoint.train_config or {}).get("data") or {}
         known = DataConfig.__dataclass_fields__
@@ -113,84 +177,135 @@ class Reconstructor:
         self.acceleration = settings.acceleration if settings.acceleration is not None else self.data.acceleration
         self.center_fraction = (settings.center_fraction if settings.center_fraction is not None
                                 else self.data.center_fraction)
-        self.learned_maps = bool(checkpoint.model_kwargs.get("estimate_sens", False))
         self.model = checkpoint.model.to(self.device).eval()
 
     @classmethod
-    def from_file(cls, path, settings: ReconSettings, device=torch.device("cpu")) -> "Reconstructor":
-        checkpoint = load_checkpoint(path)
+    def from_name_or_file(cls, model: str, settings: ReconSettings, device=torch.device("cpu")) -> "Reconstructor":
+        """``model``: a checkpoint file or the name of shipped weights (see
+        :func:`mbdlfast.pretrained.load_checkpoint_or_default`)."""
+        checkpoint, source = load_checkpoint_or_default(model)
         if checkpoint.mbdlfast_version != __version__:
-            logger.info("checkpoint %s was written by mbdlfast %s (this is %s)", path,
+            logger.info("checkpoint %s was written by mbdlfast %s (this is %s)", source,
                         checkpoint.mbdlfast_version, __version__)
-        return cls(checkpoint, path, settings, device)
+        return cls(checkpoint, source, settings, device)
 
     def sampling(self, volume: KspaceVolume) -> Sampling:
-        """The volume's own sampling, or the retrospective training-style mask for fully sampled data."""
-        width = volume.kspace.shape[-1]
+        """The volume's own sampling, or the retrospective training-style mask for fully sampled data.
+        ValueError when the mask keeps no calibration square for the coil maps."""
+        height, width = volume.kspace.shape[-2:]
         if not volume.fully_sampled:
             if self.settings.acceleration is not None or self.settings.center_fraction is not None:
-                logger.warning("%s is undersampled: its own sampling is used, not --acceleration/--center-fraction",
-                               volume.name)
+                logger.warning("%s is undersampled (%s): its own sampling is used, not --acceleration/"
+                               "--center-fraction", volume.name, volume.sampling)
             mask = volume.mask
-            acs = centre_lines(mask)
-            return Sampling(mask, width / int(mask.sum()), acs / width, acs, retrospective=False)
-        if self.acceleration > width:
-            raise ValueError(f"acceleration: R={self.acceleration} leaves no sampled lines outside the centre of "
-                             f"the {width} phase-encode columns of {volume.name} (expected R <= {width})")
-        mask = line_mask(self.data.mask, width, self.acceleration, self.center_fraction, seed=self.settings.seed)
-        acs = num_center_lines(width, self.center_fraction)
-        return Sampling(mask, float(self.acceleration), self.center_fraction, acs, retrospective=True)
-
-    def estimate_maps(self, kspace: torch.Tensor, sampling: Sampling, name: str) -> torch.Tensor:
-        """ESPIRiT maps of a (B,C,H,W) batch: fully sampled centre (training) or the ACS band.
-
-        A slice whose maps come out all zero (calibration too small for ESPIRiT) is an error: its
-        reconstruction would be undefined."""
-        if sampling.retrospective:
-            calib_width = self.data.calib_width
-        elif sampling.acs_lines < ESPIRIT_KERNEL_WIDTH:
-            raise ValueError(f"data: {name} has {sampling.acs_lines} fully sampled centre line(s); ESPIRiT maps "
-                             f"need at least {ESPIRIT_KERNEL_WIDTH}")
+            sampled = int(mask.sum()) * (height if mask.dim() == 1 else 1)
+            fraction = centre_lines(mask) / width if mask.dim() == 1 else None
+            sampling = Sampling(mask, height * width / sampled, fraction, 0, retrospective=False)
         else:
-            calib_width = min(self.data.calib_width, sampling.acs_lines)
-        maps = espirit(kspace, calib_width=calib_width)
-        if (maps.abs().flatten(1).amax(dim=1) == 0).any():
-            raise ValueError(f"data: {name}: ESPIRiT found no coil sensitivities in a {calib_width}-wide calibration "
-                             "region (too few fully sampled centre lines, or an empty slice)")
-        return maps
+            if self.acceleration > width:
+                raise ValueError(f"acceleration: R={self.acceleration} leaves no sampled lines outside the centre of "
+                                 f"the {width} phase-encode columns of {volume.name} (expected R <= {width})")
+            mask = line_mask(self.data.mask, width, self.acceleration, self.center_fraction, seed=self.settings.seed)
+            sampling = Sampling(mask, float(self.acceleration), self.center_fraction, 0, retrospective=True)
+        sampling.calibration = calibration_width(mask, (height, width), upto=max(height, width))
+        if sampling.calibration < ESPIRIT_KERNEL_WIDTH:
+            where = (f"center_fraction: {self.center_fraction} keeps" if sampling.retrospective
+                     else f"data: the acquired sampling of {volume.name} keeps")
+            raise ValueError(f"{where} a fully sampled centre of only {sampling.calibration}x{sampling.calibration}; "
+                             f"the coil maps come only from samples the mask keeps and need at least "
+                             f"{ESPIRIT_KERNEL_WIDTH}x{ESPIRIT_KERNEL_WIDTH}"
+                             + (" (raise center_fraction)" if sampling.retrospective else ""))
+        return sampling
+
+    def _prepare(self, kspace: torch.Tensor, mask: torch.Tensor, fully_sampled: bool, name: str) -> EvaluationSlices:
+        return prepare_slices(kspace.to(self.device), mask, fully_sampled=fully_sampled,
+                              normalise=self.data.normalise, calib_width=self.data.calib_width, name=name)
+
+    def validation_slices(self, volume: KspaceVolume, sampling: Sampling) -> EvaluationSlices | None:
+        """Fully sampled slices with ``volume``'s size and sampling, for choosing CG-SENSE's λ: from
+        ``settings.validation`` (ValueError if unusable), else synthetic slices of the training family
+        (None, with a warning, where they are unusable: then no CG-SENSE baseline)."""
+        coils, height, width = volume.kspace.shape[-3:]
+        if self.settings.validation is not None:
+            validation = load_volume(self.settings.validation)
+            if not validation.fully_sampled or validation.kspace.shape[-2:] != (height, width):
+                raise ValueError(f"validation: {self.settings.validation} must be fully sampled k-space of "
+                                 f"{height}x{width} (the data's size); it is {validation.sampling} "
+                                 f"{tuple(validation.kspace.shape[-2:])}")
+            first = max(0, validation.num_slices // 2 - VALIDATION_SLICES // 2)
+            return self._prepare(validation.kspace[first:first + VALIDATION_SLICES], sampling.mask, True,
+                                 f"validation {validation.name}")
+        family = self.data.family
+        try:
+            check_family(family)
+        except (ValueError, FileNotFoundError):
+            family = "brain"  # the training images are not on this machine
+        generator, usable, errors = SyntheticMulticoil(height, width, coils, seed=VALIDATION_SEED, family=family), [], []
+        for index in range(VALIDATION_CANDIDATES):  # a phantom whose maps ESPIRiT cannot find is passed over
+            try:
+                usable.append(self._prepare(generator.batch([index])["kspace"], sampling.mask, True,
+                                            f"synthetic {family} slices (seed {VALIDATION_SEED})"))
+            except ValueError as err:
+                errors.append(" ".join(str(err).split()))
+            if len(usable) == VALIDATION_SLICES:
+                return EvaluationSlices.concatenate(usable)
+        logger.warning("%s: no CG-SENSE baseline: too few usable synthetic validation slices (%s); give --validation",
+                       volume.name, errors[-1])
+        return None
 
     @torch.no_grad()
-    def reconstruct(self, volume: KspaceVolume, progress: tqdm | None = None) -> tuple[np.ndarray, Sampling]:
-        """The (S,H,W) float32 magnitude reconstruction of ``volume`` and the sampling used."""
+    def reconstruct(self, volume: KspaceVolume, progress: tqdm | None = None) -> VolumeResult:
+        """Reconstruct ``volume`` with the network (and the baselines): see the module docstring."""
         sampling = self.sampling(volume)
-        mask = sampling.mask.to(self.device)
-        slices = []
+        validation = self.validation_slices(volume, sampling) if self.settings.baselines else None
+        middle = volume.num_slices // 2
+        images, parts, result = [], [], VolumeResult(np.empty(0), sampling, [])
         for first in range(0, volume.num_slices, self.settings.batch_size):
-            kspace = volume.kspace[first:first + self.settings.batch_size].to(self.device)
-            needs_maps = self.data.normalise or not self.learned_maps
-            maps = self.estimate_maps(kspace, sampling, volume.name) if needs_maps else None
-            undersampled = kspace * mask
-            batch_mask = mask.expand(kspace.shape[0], -1)
-            scale = torch.ones(kspace.shape[0], device=self.device)
-            if self.data.normalise:
-                zero_filled = SenseOperator(maps, batch_mask).A_adjoint(undersampled)
-                scale = zero_filled.abs().flatten(1).amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
-                undersampled = undersampled / scale[:, None, None, None]
-            image = self.spec.reconstruct(self.model, ReconBatch(undersampled, batch_mask, maps))
-            slices.append((image.abs() * scale[:, None, None]).float().cpu())
+            kspace = volume.kspace[first:first + self.settings.batch_size]
+            slices = self._prepare(kspace, sampling.mask, sampling.retrospective, volume.name)
+            baselines, record = classical_baselines(slices, validation) if self.settings.baselines else ([], {})
+            image = self.spec.reconstruct(self.model, ReconBatch(slices.kspace, slices.mask, slices.maps))
+            network = evaluate(self.checkpoint.model_name, image, solver_report(self.model, len(slices)), slices)
+            parts.append([*baselines, network])
+            images.append((image.abs() * slices.scale[:, None, None]).float().cpu())
+            if first <= middle < first + len(slices):
+                result.middle = {r.name: r.image[middle - first].cpu() for r in parts[-1]}
+                result.middle_reference = None if slices.reference is None else slices.reference[middle - first].cpu()
+                result.protocol = {"reference": slices.reference_name, "maps": slices.maps_source, **record}
             if progress is not None:
-                progress.update(kspace.shape[0])
-        return torch.cat(slices).numpy(), sampling
+                progress.update(len(slices))
+        result.image = torch.cat(images).numpy()
+        result.methods = _merge(parts)
+        return result
 
-    def output_attrs(self, volume: KspaceVolume, sampling: Sampling, image: np.ndarray) -> dict:
-        """The attrs of the output h5: how it was sampled and reconstructed, and fastMRI's max and norm."""
+    def output_attrs(self, volume: KspaceVolume, result: VolumeResult) -> dict:
+        """The attrs of the output h5: sampling, solver convergence, quality, and fastMRI's max and norm."""
+        sampling, network, image = result.sampling, result.network, result.image
         attrs = {key: volume.attrs[key] for key in COPIED_ATTRS if key in volume.attrs}
-        attrs.update(acceleration=sampling.acceleration, center_fraction=sampling.center_fraction,
-                     num_low_frequencies=sampling.acs_lines,
-                     sampling="retrospective" if sampling.retrospective else "acquired",
+        attrs.update(acceleration=sampling.acceleration, num_low_frequencies=sampling.calibration,
+                     sampling="retrospective" if sampling.retrospective else "acquired", mask_kind=sampling.kind,
                      model=self.checkpoint.model_name, mbdlfast_version=__version__, checkpoint=self.checkpoint_path,
+                     solver=network.solver.solver, converged=network.solver.converged,
+                     solver_status=network.solver.status, iterations=network.solver.iterations,
                      max=float(image.max()), norm=float(np.linalg.norm(image)))
+        if sampling.center_fraction is not None:
+            attrs["center_fraction"] = sampling.center_fraction
+        residuals = [r for r in network.solver.residual if r is not None]
+        if residuals:
+            attrs["residual"] = residuals
+        for metric in network.metrics:
+            attrs[metric] = network.mean(metric)
         return attrs
+
+    def report(self, volume: KspaceVolume, result: VolumeResult) -> dict:
+        """The JSON report of a volume: protocol, sampling and every method's quality and convergence."""
+        sampling = result.sampling
+        return {"volume": volume.name, "model": self.checkpoint.model_name, "checkpoint": self.checkpoint_path,
+                **versions(), "sampling": {"kind": sampling.kind, "retrospective": sampling.retrospective,
+                                           "acceleration": sampling.acceleration,
+                                           "center_fraction": sampling.center_fraction,
+                                           "calibration": sampling.calibration},
+                "protocol": result.protocol, "methods": [method.as_dict() for method in result.methods]}
 
 
 def crop_to_recon_size(image: np.ndarray, attrs: dict) -> np.ndarray:
@@ -211,65 +326,90 @@ def _write_h5(path: Path, image: np.ndarray, mask: torch.Tensor, attrs: dict) ->
         hf.attrs.update(attrs)
 
 
-def _write_png(path: Path, image: np.ndarray, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    middle = image[image.shape[0] // 2]
-    figure, axes = plt.subplots(figsize=(4, 4 * middle.shape[0] / middle.shape[1] + 0.4))
-    axes.imshow(middle, cmap="gray", vmin=0, vmax=float(middle.max()) or 1.0)
-    axes.set_title(title, fontsize=8)
-    axes.axis("off")
-    figure.savefig(path, format="png", dpi=100, bbox_inches="tight")
-    plt.close(figure)
+def _write_png(path: Path, result: VolumeResult, title: str) -> None:
+    metrics = {}
+    for method in result.methods:
+        if method.metrics:
+            index = result.image.shape[0] // 2
+            metrics[method.name] = {"psnr": method.metrics["psnr"][index], "ssim": method.metrics["ssim"][index]}
+    comparison_figure(path, result.middle, reference=result.middle_reference,
+                      reference_name=result.protocol.get("reference", ""), metrics=metrics, title=title)
 
 
-def write_outputs(out: Path, name: str, image: np.ndarray, mask: torch.Tensor, attrs: dict) -> tuple[Path, Path]:
-    """``out/<name>.h5`` and ``out/<name>.png``, each written to a temporary name, then both renamed."""
-    targets = (out / f"{name}.h5", out / f"{name}.png")
-    temporaries = [target.with_name(f".{target.name}.tmp-{os.getpid()}") for target in targets]
-    try:
-        _write_h5(temporaries[0], image, mask, attrs)
-        title = f"{name} slice {image.shape[0] // 2}: {attrs['model']}, R={attrs['acceleration']:.3g}"
-        _write_png(temporaries[1], image, title)
-        for temporary, target in zip(temporaries, targets):
-            os.replace(temporary, target)
-    finally:
-        for temporary in temporaries:
-            temporary.unlink(missing_ok=True)
-    return targets
+def write_outputs(out: Path, name: str, result: VolumeResult, attrs: dict, report: dict) -> Path:
+    """``out/<name>.png``, ``.json`` and ``.h5``, each atomically; the h5 last (it marks a finished volume)."""
+    image = result.image
+    title = f"{name} slice {image.shape[0] // 2}: {attrs['model']}, R={attrs['acceleration']:.3g} ({attrs['sampling']})"
+    with atomic_path(out / f"{name}.png") as temporary:
+        _write_png(temporary, result, title)
+    write_json(out / f"{name}.json", report)
+    with atomic_path(out / f"{name}.h5") as temporary:
+        _write_h5(temporary, crop_to_recon_size(image, attrs), result.sampling.mask, attrs)
+    return out / f"{name}.h5"
 
 
-def reconstruct_files(checkpoint_path, data_path, out, settings: ReconSettings | None = None,
-                      context: DistributedContext | None = None) -> list[Path]:
-    """Reconstruct every volume at ``data_path`` (this rank's shard under torchrun) into ``out``;
-    returns the h5 files this process wrote. Bad input raises ValueError naming the argument."""
-    from mbdlfast.finetune.trainer import check_writable
+@dataclass
+class ReconRunResult:
+    """What :func:`reconstruct_files` did on this rank: the h5 files written, the volumes skipped
+    because their output existed, and the volumes that failed with why."""
 
+    written: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def reconstruct_files(model, data_path, out, settings: ReconSettings | None = None,
+                      context: DistributedContext | None = None) -> ReconRunResult:
+    """Reconstruct every volume at ``data_path`` (this rank's shard under torchrun) into ``out``.
+
+    Bad input raises ValueError naming the argument, before any work. In a folder of several volumes,
+    one that fails is logged and listed in ``failed``; if all of this rank's volumes fail, ValueError."""
     settings = settings or ReconSettings()
     context = context or DistributedContext()
-    files = volume_files(data_path)
-    reconstructor = Reconstructor.from_file(checkpoint_path, settings, context.device)
-    out = check_writable(out)
-    clobbered = [file for file in files if (out / f"{file.stem}.h5").resolve() == file.resolve()]
-    if clobbered:
-        raise ValueError(f"out: {out} holds the input {clobbered[0].name}; its reconstruction would replace it "
-                         "(choose another output folder)")
-    shard = files[context.rank::context.world_size]
-    logger.info("reconstructing %d of %d volume(s) with %s (R=%s) into %s", len(shard), len(files),
-                reconstructor.checkpoint.model_name, reconstructor.acceleration, out)
-    written = []
-    for file in shard:
-        volume = load_volume(file)
-        with tqdm(total=volume.num_slices, desc=volume.name, unit="slice",
-                  disable=not (settings.progress and context.is_main)) as progress:
-            image, sampling = reconstructor.reconstruct(volume, progress)
-        image = crop_to_recon_size(image, volume.attrs)
-        h5_path, _ = write_outputs(out, volume.name, image, sampling.mask,
-                                   reconstructor.output_attrs(volume, sampling, image))
-        logger.debug("wrote %s", h5_path)
-        written.append(h5_path)
-    context.barrier()
+    with output_folder(out) as out:
+        files = volume_files(data_path)
+        reconstructor = Reconstructor.from_name_or_file(model, settings, context.device)
+        clobbered = [file for file in files if (out / f"{file.stem}.h5").resolve() == file.resolve()]
+        if clobbered:
+            raise ValueError(f"out: {out} holds the input {clobbered[0].name}; its reconstruction would replace it "
+                             "(choose another output folder)")
+        shard = files[context.rank::context.world_size]
+        logger.info("reconstructing %d of %d volume(s) with %s into %s", len(shard), len(files),
+                    reconstructor.checkpoint.model_name, out)
+        run = ReconRunResult()
+        for file in shard:
+            if settings.skip_existing and (out / f"{file.stem}.h5").is_file():
+                logger.info("skipping %s: %s exists (--skip-existing)", file.name, out / f"{file.stem}.h5")
+                run.skipped.append(file)
+                continue
+            try:
+                run.written.append(_reconstruct_one(reconstructor, file, out, settings, context))
+            except ValueError as err:
+                if len(files) == 1:
+                    raise
+                message = " ".join(str(err).split())
+                logger.error("skipped %s: %s", file.name, message)
+                run.failed[file.name] = message
+        context.barrier()
+        if run.failed and not run.written and not run.skipped:
+            raise ValueError(f"data: none of the {len(run.failed)} volume(s) could be reconstructed: "
+                             + "; ".join(f"{name}: {why}" for name, why in run.failed.items()))
+    return run
+
+
+def _reconstruct_one(reconstructor: Reconstructor, file: Path, out: Path, settings: ReconSettings,
+                     context: DistributedContext) -> Path:
+    volume = load_volume(file)
+    with tqdm(total=volume.num_slices, desc=volume.name, unit="slice",
+              disable=not (settings.progress and context.is_main)) as progress:
+        result = reconstructor.reconstruct(volume, progress)
+    written = write_outputs(out, volume.name, result, reconstructor.output_attrs(volume, result),
+                            reconstructor.report(volume, result))
+    if result.network.metrics or settings.baselines:
+        print(f"{volume.name} ({result.sampling.kind}, R={result.sampling.acceleration:.3g}, "
+              f"{'retrospective' if result.sampling.retrospective else 'acquired'}):")
+        print(format_table(result.methods, result.protocol.get("reference", ""), result.protocol.get("maps", "")))
+    else:
+        print(f"{volume.name}: {result.network.solver.summary()}")
+    logger.debug("wrote %s", written)
     return written

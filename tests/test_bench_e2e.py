@@ -24,15 +24,15 @@ def bench_e2e():
 
 
 def test_quick_run_writes_the_table(bench_e2e, tmp_path, shared_data):
-    out = tmp_path / "e2e_cpu.json"
+    out = tmp_path / "e2e_cpu.json"  # --out is the folder; the file is named after the device
     brain = shared_data / "mri" / "auto-espirit" / "brain_clean"
     bench_e2e.main(["--quick", "--models", "deq", "varnet", "--ratios", "0", "0.5", "--tunings", "school",
                     "--from-scratch", "--train-steps", "2", "--finetune-steps", "1", "--train-size", "16", "--train-coils", "2",
                     "--train-slices", "4", "--test-slices", "1", "--time-size", "24", "--time-coils", "2",
-                    "--brain", str(brain), "--brain-size", "24", "--repeats", "1", "--warmup", "0",
-                    "--max-iter", "8", "--device", "cpu", "--out", str(out), "--work-dir", str(tmp_path / "runs")])
+                    "--brain", str(brain), "--brain-size", "48", "--center-fraction", "0.25", "--repeats", "1", "--warmup", "0",
+                    "--max-iter", "8", "--device", "cpu", "--out", str(tmp_path), "--work-dir", str(tmp_path / "runs")])
     result = json.loads(out.read_text())
-    assert {"device", "torch", "git_sha", "config", "rows"} <= set(result)
+    assert {"device", "torch", "triton", "torch_pruning", "git_sha", "config", "rows"} <= set(result)
     rows = result["rows"]
     assert len(rows) == 2 * 2 * 2  # models x (dense + pruned/school) x pipelines
     for row in rows:
@@ -52,8 +52,19 @@ def test_quick_run_writes_the_table(bench_e2e, tmp_path, shared_data):
     deq = [r for r in rows if r["model"] == "deq"]
     assert all(r["tol"] == 1e-3 and isinstance(r["iters"], int) and r["iters"] >= 1 for r in deq)
     assert all(r["tol"] is None and r["iters"] is None for r in rows if r["model"] == "varnet")
-    for suffix in ("psnr_vs_params", "speedup_vs_ratio", "recon_grid"):
+    for suffix in ("psnr_vs_params", "speedup_vs_ratio", "recon_deq", "recon_varnet"):
         assert (tmp_path / f"e2e_cpu_{suffix}.png").stat().st_size > 0
+    # the classical baselines beside the networks, CG-SENSE's lambda chosen on validation slices
+    for test in ("synthetic_R4", "brain_R4"):
+        baseline = result["baselines"][test]
+        names = list(baseline["methods"])
+        assert names[0] == "zero-filled" and names[1].startswith("CG-SENSE (lambda")
+        assert baseline["validation"] != test and baseline["cg_lambda"] in map(float, baseline["cg_validation_psnr"])
+        assert all(method["solver"]["converged"] in (True, False) for method in baseline["methods"].values())
+    assert baseline["validation"] == "espirit-brain-alias/kspace"  # a real brain of another subject, not the test brain
+    assert result["protocol"]["brain_R4"]["maps"].startswith("ESPIRiT on the")
+    assert set(result["baseline_timing"]) == {"zero-filled", "CG-SENSE"}
+    assert all(isinstance(row["metrics"]["brain_R4"]["converged"], bool) for row in rows)
 
 
 def test_rejects_a_bad_ratio(bench_e2e):

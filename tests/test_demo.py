@@ -10,31 +10,37 @@ from mbdlfast.data.synthetic import SyntheticMulticoil
 from mbdlfast.demo import DemoSettings, format_table, run_demo
 
 TINY = dict(ratios=(0.5,), finetune_steps=2, image_size=32, num_slices=1, repeats=1, progress=False)
-FIGURES = ("recon_grid.png", "error_maps.png", "speedup_vs_ratio.png", "psnr_vs_ratio.png")
+FIGURES = ("recon_grid.png", "speedup_vs_ratio.png", "psnr_vs_ratio.png")
 
 
 def test_demo_writes_the_table_figures_and_json(tmp_path):
     result = run_demo(DemoSettings(**TINY), tmp_path)
     pipelines = [(row.label, row.pipeline, row.tuning) for row in result.rows]
-    assert pipelines == [("dense", "baseline", "none"), ("dense", "optimized", "none"),
-                         ("pruned 50%", "optimized", "school")]
-    dense, pruned = result.rows[1], result.rows[2]
-    assert pruned.params < 0.5 * dense.params
+    assert pipelines[:3] == [("dense", "baseline", "none"), ("dense", "optimized", "none"),
+                             ("zero-filled", "classical", "none")]
+    assert pipelines[3][0].startswith("CG-SENSE (lambda") and pipelines[3][1] == "classical"
+    assert pipelines[4] == ("pruned 50%", "optimized", "school")
+    dense, cg, pruned = result.rows[1], result.rows[3], result.rows[4]
+    assert pruned.params < 0.5 * dense.params and cg.params == 0
     assert dense.psnr > 20 and abs(result.rows[0].psnr - dense.psnr) < 0.1  # baseline and optimized agree
+    assert cg.psnr > result.rows[2].psnr and cg.converged  # CG-SENSE beats zero-filled, and says it converged
     assert result.rows[0].speedup_vs_baseline == 1.0 and dense.speedup_vs_dense == 1.0
     for name in FIGURES:
         assert (tmp_path / name).stat().st_size > 1000
     stored = json.loads((tmp_path / "demo.json").read_text())
-    assert [row["ratio"] for row in stored["rows"]] == [0.0, 0.0, 0.5]
-    assert "same solver tolerance" in format_table(result)
+    assert [row["ratio"] for row in stored["rows"]] == [0.0, 0.0, 0.0, 0.0, 0.5]
+    assert stored["cg_lambda"] in (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1) and stored["torch_pruning"]
+    assert {"status", "iterations", "residual", "converged"} <= set(stored["solvers"]["dense"])
+    table = format_table(result)
+    assert "same solver tolerance" in table and "CG-SENSE" in table and "zero-filled" in table
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 
 def test_demo_runs_on_a_cfl_file(tmp_path):
     kspace = SyntheticMulticoil(32, 32, 4, seed=3).sample(0)["kspace"].numpy()
     write_cfl(tmp_path / "brain", np.moveaxis(kspace, 0, -1))  # BART dims [H W C]
-    result = run_demo(DemoSettings(**TINY, data=str(tmp_path / "brain.cfl")), tmp_path / "out")
-    assert result.reference.startswith("ground truth") and result.rows[1].psnr > 15
+    result = run_demo(DemoSettings(**TINY, data=str(tmp_path / "brain.cfl"), center_fraction=0.375), tmp_path / "out")
+    assert result.reference.startswith("RSS of the fully sampled") and result.rows[1].psnr > 15
 
 
 @pytest.mark.parametrize("args, message", [

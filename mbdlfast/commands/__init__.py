@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 EXIT_BAD_INPUT = 2
+EXIT_SOME_FAILED = 1  # a batch command finished, but some of its inputs failed and were skipped
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,12 @@
 A :class:`KspaceVolume` holds all slices of one file as (S,C,H,W) complex64 (W the phase-encode
 dimension) with what is known about its sampling:
 
-- ``mask``: the sampled phase-encode columns (W,) bool, from the file's ``mask`` dataset (fastMRI
-  test files) or else from the columns that hold any nonzero sample;
-- ``fully_sampled``: the sampled columns form one contiguous band (zero-padded edges, as in many
-  fastMRI volumes, are not undersampling); ``mask`` is then None.
+- ``mask``: how the volume was sampled, from the file's ``mask`` dataset (fastMRI test files) or else
+  from the k-space positions that hold a nonzero sample in any slice or coil: a (W,) bool line mask
+  when every sampled phase-encode column is sampled along the whole readout, else the (H,W) bool
+  pattern itself (e.g. Poisson disc);
+- ``fully_sampled``: the sampled positions form one contiguous block of rows and columns
+  (zero-padded edges, as in many fastMRI volumes, are not undersampling); ``mask`` is then None.
 
 Layouts: fastMRI h5 ``kspace`` (S,C,H,W), or (S,H,W) single-coil; BART arrays with dims
 [H W C] or BART's own [H W 1 C] (readout, phase, coils; every other dimension 1); npy (C,H,W) or
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from mbdlfast.data.cfl import read_cfl
-from mbdlfast.data.fastmri import parse_ismrmrd_header
+from mbdlfast.data.fastmri import FastMRISliceDataset, parse_ismrmrd_header
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +35,8 @@ SUFFIXES = (".h5", ".cfl", ".npy")
 @dataclass
 class KspaceVolume:
     """One volume: ``name`` (the file's stem), ``kspace`` (S,C,H,W) complex64, the file's ``attrs``
-    (fastMRI attrs and header fields when present), ``fully_sampled`` and ``mask`` (W,) bool or None."""
+    (fastMRI attrs and header fields when present), ``fully_sampled`` and ``mask``: (W,) or (H,W)
+    bool, or None when fully sampled."""
 
     name: str
     kspace: torch.Tensor
@@ -44,6 +47,13 @@ class KspaceVolume:
     @property
     def num_slices(self) -> int:
         return self.kspace.shape[0]
+
+    @property
+    def sampling(self) -> str:
+        """'fully sampled', '1D lines' or '2D pattern'."""
+        if self.mask is None:
+            return "fully sampled"
+        return "1D lines" if self.mask.dim() == 1 else "2D pattern"
 
 
 def volume_files(path) -> list[Path]:
@@ -82,20 +92,86 @@ def load_volume(path) -> KspaceVolume:
         raise ValueError(f"data: {path} holds an empty k-space of shape {tuple(kspace.shape)}")
     if not torch.isfinite(kspace).all():
         raise ValueError(f"data: {path} holds NaN or infinite k-space samples")
-    if stored_mask is not None and stored_mask.shape != (kspace.shape[-1],):
-        raise ValueError(f"data: {path}: its mask has shape {tuple(stored_mask.shape)}, expected "
-                         f"({kspace.shape[-1]},) (one entry per phase-encode column)")
-    sampled = stored_mask if stored_mask is not None else (kspace != 0).any(dim=(0, 1, 2))
+    height, width = kspace.shape[-2:]
+    if stored_mask is not None:
+        if stored_mask.numel() not in (width, height * width):
+            raise ValueError(f"data: {path}: its mask has shape {tuple(stored_mask.shape)}, expected ({width},) "
+                             f"(one entry per phase-encode column) or ({height}, {width})")
+        sampled = stored_mask.reshape(-1) if stored_mask.numel() == width else stored_mask.reshape(height, width)
+    else:
+        sampled = (kspace != 0).any(dim=(0, 1))
     if not sampled.any():
         raise ValueError(f"data: {path} holds no sampled k-space (all zero)")
-    fully_sampled = is_contiguous(sampled)
-    logger.debug("%s: %s k-space %s", path, "fully sampled" if fully_sampled else "undersampled", tuple(kspace.shape))
-    return KspaceVolume(path.stem, kspace, attrs, fully_sampled, None if fully_sampled else sampled)
+    mask = sampling_mask(sampled)
+    logger.debug("%s: %s k-space %s", path, "fully sampled" if mask is None else "undersampled", tuple(kspace.shape))
+    return KspaceVolume(path.stem, kspace, attrs, mask is None, mask)
+
+
+def sampling_mask(sampled: torch.Tensor) -> torch.Tensor | None:
+    """The sampling of a (W,) or (H,W) bool map of sampled positions: None when it is one contiguous
+    block (fully sampled, possibly zero-padded), a (W,) line mask when it is whole sampled columns
+    over one contiguous band of rows, else the (H,W) pattern."""
+    if sampled.dim() == 1:
+        return None if is_contiguous(sampled) else sampled
+    rows, columns = sampled.any(dim=1), sampled.any(dim=0)
+    separable = bool((sampled == (rows[:, None] & columns[None, :])).all())
+    if separable and is_contiguous(rows):
+        return None if is_contiguous(columns) else columns
+    return sampled
 
 
 def load_volumes(path) -> list[KspaceVolume]:
     """Every volume at ``path`` (a file or a folder), loaded in name order."""
     return [load_volume(file) for file in volume_files(path)]
+
+
+class VolumeSlices(torch.utils.data.Dataset):
+    """The slices of the fully sampled volumes at ``path`` (a file, or a folder of h5 / cfl / npy
+    volumes), for training: item ``i`` is ``{"kspace": (C,H,W) complex64}``; ``samples[i]`` is its
+    (volume index, slice index) and ``names`` the volumes' names.
+
+    fastMRI h5 slices are read one at a time, as fastMRI's SliceDataset reads them (files too large to
+    load whole); cfl and npy volumes are loaded once. Undersampled volumes are refused (ValueError
+    naming the file): supervised training needs the fully sampled data.
+    """
+
+    def __init__(self, path):
+        files = volume_files(path)
+        h5_files = [file for file in files if file.suffix == ".h5"]
+        for file in h5_files:
+            with h5py.File(file, "r") as hf:
+                if "mask" in hf:
+                    raise ValueError(f"data: {file} is undersampled (it has a 'mask'); training needs fully sampled "
+                                     "k-space")
+        self._h5 = FastMRISliceDataset(h5_files) if h5_files else None
+        self._loaded: dict[int, torch.Tensor] = {}
+        self.names, self.samples, self._where = [], [], []
+        h5_slices = iter(range(len(self._h5) if self._h5 else 0))
+        for file in files:
+            index = len(self.names)
+            self.names.append(file.stem)
+            if file.suffix == ".h5":
+                count = next(volume.num_slices for volume in self._h5.volumes if volume.path == file)
+                self._where += [("h5", next(h5_slices)) for _ in range(count)]
+            else:
+                volume = load_volume(file)
+                if not volume.fully_sampled:
+                    raise ValueError(f"data: {file} is undersampled ({volume.sampling}); training needs fully "
+                                     "sampled k-space")
+                self._loaded[index] = volume.kspace
+                count = volume.num_slices
+                self._where += [("loaded", (index, s)) for s in range(count)]
+            self.samples += [(index, s) for s in range(count)]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        kind, where = self._where[index]
+        if kind == "h5":
+            return {"kspace": self._h5[where]["kspace"]}
+        volume, slice_index = where
+        return {"kspace": self._loaded[volume][slice_index]}
 
 
 def is_contiguous(columns: torch.Tensor) -> bool:
@@ -124,7 +200,7 @@ def _read_h5(path: Path) -> tuple[torch.Tensor, dict, torch.Tensor | None]:
             attrs = dict(hf.attrs)
             if "ismrmrd_header" in hf:
                 attrs.update(parse_ismrmrd_header(hf["ismrmrd_header"][()], path))
-            mask = torch.from_numpy(np.asarray(hf["mask"]).astype(bool).reshape(-1)) if "mask" in hf else None
+            mask = torch.from_numpy(np.asarray(hf["mask"]).astype(bool)) if "mask" in hf else None
     except OSError as err:
         raise ValueError(f"data: {path} is not a readable h5 file (corrupt or truncated?): {err}") from err
     return (kspace.unsqueeze(1) if kspace.dim() == 3 else kspace), attrs, mask

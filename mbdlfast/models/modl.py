@@ -25,6 +25,9 @@ class MoDL(nn.Module):
         cg_iter: conjugate-gradient iterations per data-consistency solve.
         lam: initial regularisation weight λ (learned; keep it positive, CG needs AᴴA + λI > 0).
         cg_tol: relative residual at which a sample's CG stops early.
+
+    After a forward, ``last_info`` holds the last data-consistency CG's info (iterations, residuals,
+    converged; see :func:`mbdlfast.physics.linalg.conjugate_gradient`).
     """
 
     def __init__(self, denoiser: nn.Module | None = None, num_iter: int = 10, cg_iter: int = 10, lam: float = 0.05,
@@ -39,6 +42,7 @@ class MoDL(nn.Module):
         self.denoiser = denoiser
         self.num_iter, self.cg_iter, self.cg_tol = num_iter, cg_iter, cg_tol
         self.lam = nn.Parameter(torch.tensor(float(lam)))
+        self.last_info: dict | None = None
 
     def forward(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Undersampled k-space (B,C,H,W), maps (B,C,H,W) or (C,H,W), mask (W,)/(B,W)/(H,W) → image (B,H,W)."""
@@ -47,5 +51,6 @@ class MoDL(nn.Module):
         x = AHy
         for _ in range(self.num_iter):
             rhs = AHy + self.lam * self.denoiser(x)
-            x, _ = conjugate_gradient(op.A_adjoint_A, rhs, x0=x, lam=self.lam, max_iter=self.cg_iter, tol=self.cg_tol)
+            x, info = conjugate_gradient(op.A_adjoint_A, rhs, x0=x, lam=self.lam, max_iter=self.cg_iter, tol=self.cg_tol)
+        self.last_info = {key: value.detach() for key, value in info.items()}
         return x

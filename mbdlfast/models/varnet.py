@@ -24,8 +24,9 @@ from mbdlfast.physics.linalg import rss
 OUTPUTS = ("rss", "image", "kspace")
 
 
-def _line_mask(mask, batch_size: int, width: int) -> torch.Tensor:
-    """A 1D sampling mask as bool (W,) or (B,W); fastMRI's (B|1,1,1,W,1) layout is accepted too."""
+def _sampling_mask(mask, batch_size: int, height: int, width: int) -> torch.Tensor:
+    """The sampling mask as bool: 1D lines (W,) or (B,W) (fastMRI's (B|1,1,1,W,1) layout too), or a
+    general 2D pattern (H,W) or (B,H,W) (a 2-D mask whose first dim is not the batch is (H,W))."""
     check_tensor("mask", mask)
     if mask.is_complex():
         raise TypeError(f"mask: expected bool or real 0/1 values, got {mask.dtype}")
@@ -33,12 +34,27 @@ def _line_mask(mask, batch_size: int, width: int) -> torch.Tensor:
         mask = mask[:, 0, 0, :, 0]
         if mask.shape[0] == 1:
             mask = mask[0]
-    check_ndim("mask", mask, (1, 2), "a 1D mask (W,) or (B,W), or fastMRI's (B,1,1,W,1)")
-    if mask.shape[-1] != width or (mask.dim() == 2 and mask.shape[0] != batch_size):
-        raise ValueError(f"mask: expected (W,)=({width},) or (B,W)=({batch_size},{width}), got {tuple(mask.shape)}")
+    layout = "a 1D mask (W,) or (B,W), fastMRI's (B,1,1,W,1), or a 2D mask (H,W) or (B,H,W)"
+    check_ndim("mask", mask, (1, 2, 3), layout)
+    two_d = mask.dim() == 3 or (mask.dim() == 2 and mask.shape[0] != batch_size)
+    expected = ((height, width), (batch_size, height, width)) if two_d else ((width,), (batch_size, width))
+    if tuple(mask.shape) not in expected:
+        raise ValueError(f"mask: expected {' or '.join(map(str, expected))} ({layout}), got {tuple(mask.shape)}")
     if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
         raise ValueError("mask: expected only 0/1 values (bool or real)")
     return mask != 0
+
+
+def centre_square(mask: torch.Tensor) -> torch.Tensor:
+    """Per sample of a (B,H,W) bool 2D mask, the largest square around the centre (H//2, W//2) that it
+    samples completely, as a (B,H,W) bool keep-mask (all on the device, no host sync)."""
+    height, width = mask.shape[-2:]
+    rows = (torch.arange(height, device=mask.device) - height // 2).abs()
+    columns = (torch.arange(width, device=mask.device) - width // 2).abs()
+    distance = torch.maximum(rows[:, None], columns[None, :])  # Chebyshev distance from the centre
+    unsampled = torch.where(mask, torch.full_like(distance, height + width), distance)
+    radius = unsampled.flatten(1).amin(dim=1)  # the nearest unsampled position bounds the square
+    return distance[None] < radius[:, None, None]
 
 
 def _leading_run(sampled: torch.Tensor) -> torch.Tensor:
@@ -79,8 +95,12 @@ class SensitivityModel(nn.Module):
         self.norm_unet = NormUnet(chans, num_pools, in_chans=in_chans, out_chans=out_chans, drop_prob=drop_prob)
 
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor, num_low_frequencies=None) -> torch.Tensor:
-        """(B,C,H,W) k-space and bool (B,W) mask to (B,C,H,W) maps with unit RSS."""
-        if self.mask_center:
+        """(B,C,H,W) k-space and bool (B,W) line or (B,H,W) 2D mask to (B,C,H,W) maps with unit RSS.
+        With ``mask_center`` a line mask keeps its centre band of columns, a 2D mask its fully
+        sampled centre square."""
+        if self.mask_center and mask.dim() == 3:
+            masked_kspace = masked_kspace * centre_square(mask)[:, None]
+        elif self.mask_center:
             start, count = center_band(mask, num_low_frequencies)
             columns = torch.arange(mask.shape[-1], device=mask.device)
             keep = (columns >= start[:, None]) & (columns < (start + count)[:, None])
@@ -100,10 +120,10 @@ class VarNetBlock(nn.Module):
         self.dc_weight = nn.Parameter(torch.ones(1))
 
     def forward(self, kspace: torch.Tensor, ref_kspace: torch.Tensor, mask: torch.Tensor,
-                maps: torch.Tensor) -> torch.Tensor:
+                maps: torch.Tensor, mask_is_2d: bool = False) -> torch.Tensor:
         image = ops.coil_reduce(ifft2c(kspace), maps)
         model_term = fft2c(ops.coil_expand(self.model(image), maps))
-        return ops.soft_kspace_dc(kspace, ref_kspace, mask, self.dc_weight) - model_term
+        return ops.soft_kspace_dc(kspace, ref_kspace, mask, self.dc_weight, mask_is_2d) - model_term
 
 
 class VarNet(nn.Module):
@@ -137,7 +157,8 @@ class VarNet(nn.Module):
 
     def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor, num_low_frequencies=None,
                 maps: torch.Tensor | None = None) -> torch.Tensor:
-        """Reconstruct from undersampled k-space (B,C,H,W) and its 1D mask; see ``output`` for the result.
+        """Reconstruct from undersampled k-space (B,C,H,W) and its mask, 1D lines or a 2D pattern (see
+        :func:`_sampling_mask`); see ``output`` for the result.
 
         ``maps`` (B,C,H,W) or (C,H,W) are required without ``estimate_sens`` and refused with it;
         ``num_low_frequencies`` (int or (B,)) overrides the centre band the sensitivity net sees.
@@ -145,19 +166,20 @@ class VarNet(nn.Module):
         check_complex("masked_kspace", masked_kspace)
         check_ndim("masked_kspace", masked_kspace, (4,), "multicoil k-space (B,C,H,W)")
         batch_size, num_coils, height, width = masked_kspace.shape
-        mask = _line_mask(mask, batch_size, width)
+        mask = _sampling_mask(mask, batch_size, height, width)
+        mask_is_2d = mask.dim() == 3 or (mask.dim() == 2 and mask.shape[0] != batch_size)
         check_same_device(masked_kspace=masked_kspace, mask=mask)
         if self.estimate_sens:
             if maps is not None:
                 raise ValueError("maps: this VarNet estimates the coil maps (estimate_sens=True); do not pass maps")
-            maps = self.sens_net(masked_kspace, mask if mask.dim() == 2 else mask.expand(batch_size, width),
-                                 num_low_frequencies)
+            per_sample = (batch_size, height, width) if mask_is_2d else (batch_size, width)
+            maps = self.sens_net(masked_kspace, mask.expand(per_sample), num_low_frequencies)
         else:
             maps = self._checked_maps(maps, masked_kspace)
 
         kspace = masked_kspace
         for cascade in self.cascades:
-            kspace = cascade(kspace, masked_kspace, mask, maps)
+            kspace = cascade(kspace, masked_kspace, mask, maps, mask_is_2d)
 
         if self.output == "kspace":
             return kspace

@@ -55,6 +55,25 @@ def espirit(
     return maps if kspace.dim() == 4 else maps.squeeze(0)
 
 
+def calibration_width(mask: torch.Tensor, image_shape: tuple[int, int], *, upto: int = 24) -> int:
+    """The side of the largest centred square, at most ``upto``, that ``mask`` samples completely: the
+    calibration region ESPIRiT may use without reading anything the mask dropped (0 if none).
+
+    ``mask``: (W,) line mask (every row of a sampled column is sampled) or (H,W) 2D mask; the square
+    is placed exactly as :func:`espirit` crops its calibration region.
+    """
+    height, width = image_shape
+    sampled = torch.as_tensor(mask).detach().to("cpu", torch.bool)
+    if sampled.dim() == 1:
+        sampled = sampled.expand(height, width)
+    if sampled.shape != (height, width):
+        raise ValueError(f"mask: expected (W,)=({width},) or (H,W)=({height},{width}), got {tuple(sampled.shape)}")
+    for side in range(min(upto, height, width), 0, -1):
+        if bool(_centre_crop(sampled, (side, side)).all()):
+            return side
+    return 0
+
+
 def _check_parameters(image_shape, calib_width, kernel_width, thresh, crop) -> tuple[int, int]:
     """Validate the scalar arguments; return the calibration region size clipped to the data."""
     for name, value in (("calib_width", calib_width), ("kernel_width", kernel_width)):
