@@ -242,7 +242,7 @@ def test_cli_prune_end_to_end(tmp_path, capsys):
     assert "input checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["prune", "--help"])
-    assert "examples:" in capsys.readouterr().out
+    assert "examples (" in capsys.readouterr().out
 
 
 def test_cli_prune_config_file_and_overrides_reach_the_settings(tmp_path, monkeypatch, capsys):

@@ -38,10 +38,12 @@ def _epilog() -> str:
         return f"no benchmarks found: they run from a source checkout (looked for {BENCHMARKS_DIR})"
     width = max(map(len, scripts))
     lines = [f"  {name:<{width}}  {_summary(script)}" for name, script in scripts.items()]
-    first = next(iter(scripts))
     return ("benchmarks (benchmarks/bench_NAME.py):\n" + "\n".join(lines) + "\n\nexamples:\n"
-            f"  mbdlfast bench {first} --help\n  mbdlfast bench {first} --quick\n"
-            "results go to benchmarks/results/<name>_<device>.json")
+            "  mbdlfast bench sense --quick --shapes 4x32x32 --repeats 3\n"
+            "  mbdlfast bench deq --quick --coils 4 --height 32 --width 32 --repeats 1\n"
+            "  mbdlfast bench e2e --help\n\n"
+            "A full run writes benchmarks/results/<name>_<device>.json and its PNGs (the committed results);\n"
+            "a --quick run writes to ./bench_out (or --out DIR) and never into benchmarks/results.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

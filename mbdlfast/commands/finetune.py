@@ -8,11 +8,13 @@ from mbdlfast.commands import Command
 from mbdlfast.commands.train import FLAGS, add_config_arguments, config_from_arguments
 
 EXAMPLES = """\
-examples:
-  mbdlfast finetune --student pruned.pt --teacher dense.pt --mode school --data synthetic --steps 100 --out runs/ft
-  mbdlfast finetune --student pruned.pt --mode self_supervised --ei-weight 0.5 --data /data/brain --out runs/ssl
-  mbdlfast finetune --student pruned.pt --teacher dense.pt --mode supervised+school --lr 3e-4 --out runs/mix
-  mbdlfast finetune --student pruned.pt --mode supervised --config train.yaml train.grad_clip=none --out runs/sup
+examples (from the repository root; the pruned files come from the 'mbdlfast prune --help' examples):
+  mbdlfast finetune --student runs/deq/pruned50.pt --teacher runs/deq/checkpoint.pt --mode school --image-size 32 --steps 5 --out runs/ft
+  mbdlfast finetune --student runs/deq_p50.pt --teacher deq --mode school --steps 5 --out runs/ft_shipped
+  mbdlfast finetune --student runs/varnet_p30.pt --mode self_supervised --ei-weight 0.5 --steps 3 --out runs/ssl
+  mbdlfast finetune --student runs/deq_p50.pt --teacher deq --mode supervised+school --lr 3e-4 --steps 3 --out runs/mix train.grad_clip=none
+
+--student / --teacher: checkpoints, or the shipped weights by name (deq, varnet).
 
 modes: supervised (family loss against the ground truth), school (the same loss against the frozen
 teacher's reconstruction), self_supervised (L1 measurement consistency in k-space + equivariant
@@ -31,8 +33,9 @@ SETTING_FLAGS = {flag: entry for flag, entry in FLAGS.items() if flag not in ("-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--student", required=True, metavar="STUDENT.pt",
-                        help="checkpoint of the network to fine-tune (pruned or dense)")
-    parser.add_argument("--teacher", metavar="DENSE.pt", help="checkpoint of the unpruned teacher (mode school)")
+                        help="checkpoint of the network to fine-tune (pruned or dense), or shipped weights: deq, varnet")
+    parser.add_argument("--teacher", metavar="DENSE.pt",
+                        help="checkpoint of the unpruned teacher (mode school), or shipped weights: deq, varnet")
     parser.add_argument("--mode", default="school",
                         help="none, supervised, school, self_supervised or '+'-joined (default school)")
     parser.add_argument("--mc-weight", type=float, default=1.0, help="measurement-consistency weight (default 1)")
@@ -45,15 +48,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mbdlfast.finetune.checkpoint import load_checkpoint
     from mbdlfast.finetune.config import ModelConfig
     from mbdlfast.finetune.finetuner import finetune_from_config
+    from mbdlfast.outputs import output_folder
+    from mbdlfast.pretrained import load_checkpoint_or_default
 
     config = config_from_arguments(args, {**SETTING_FLAGS, "--out": FLAGS["--out"]})  # --out is added above
-    student = load_checkpoint(args.student)
+    student, _ = load_checkpoint_or_default(args.student)
+    teacher = load_checkpoint_or_default(args.teacher)[1] if args.teacher else None  # the file, so it is protected
     config.model = ModelConfig(student.model_name, student.model_kwargs)
-    result = finetune_from_config(student.model, config, mode=args.mode, teacher=args.teacher,
-                                  mc_weight=args.mc_weight, ei_weight=args.ei_weight, rotation=args.rotation)
+    with output_folder(config.out):  # checked before the work; removed again if fine-tuning fails at once
+        result = finetune_from_config(student.model, config, mode=args.mode, teacher=teacher,
+                                      mc_weight=args.mc_weight, ei_weight=args.ei_weight, rotation=args.rotation)
     if result.checkpoint is None:
         logging.getLogger("mbdlfast").info("mode none: nothing to train; %s is the result", args.student)
     else:

@@ -13,13 +13,12 @@ KNOWN_NAMES = ("F16, snail, kate, library, vase (inpainting masks: kate, library
                "foreman,lenna,man,monarch,pepper,ppt3,zebra}")
 
 EXAMPLES = f"""\
-examples:
+examples (each a few seconds at these sizes; the paper's runs use --iters 3000 and --device cuda):
   mbdlfast lip --image F16 --task denoise --rounds 2 --iters 20 --size 64 --out runs/lip
-  mbdlfast lip --image F16 --task denoise --rounds 8 --iters 3000 --device cuda --out runs/lip_f16
-  mbdlfast lip --image kate --task inpaint --rounds 5 --iters 2000 --rewind-iter 100 --out runs/lip_kate
-  mbdlfast lip --image set5/baby set5/bird --task sr4 --size 256 --rounds 4 --iters 2000 --out runs/lip_multi
-  mbdlfast lip --image my_photo.png --task mri --size 128 --rounds 3 --iters 1000 --out runs/lip_mri
-  mbdlfast lip --config lip.yaml iters=500 image=F16,snail
+  mbdlfast lip --image kate --task inpaint --rounds 1 --iters 10 --size 64 --rewind-iter 5 --out runs/lip_kate
+  mbdlfast lip --image set5/baby set5/bird --task sr4 --size 64 --rounds 1 --iters 10 --out runs/lip_multi
+  mbdlfast lip --image ../shared/data/images/set14/lenna.png --task mri --size 64 --rounds 1 --iters 10 --out runs/lip_mri
+  mbdlfast lip --out runs/lip_snail iters=10 rounds=1 size=64 image=snail ema=0
 
 images (in ../shared/data/images, or $MBDLFAST_SHARED_DATA/images; any file path works too):
   {KNOWN_NAMES}
@@ -119,8 +118,13 @@ def run(args: argparse.Namespace) -> int:
 def run_lip(settings: LipSettings) -> int:
     """Fit, prune and report one lottery-image-prior run; returns the exit status."""
     _check(settings)
-    from pathlib import Path
+    from mbdlfast.outputs import output_folder
 
+    with output_folder(settings.out) as out:  # checked before the (long) fits; removed again if they fail
+        return _fit_and_report(settings, out)
+
+
+def _fit_and_report(settings: LipSettings, out) -> int:
     import torch
 
     from mbdlfast.dip import make_problem, stack_problems
@@ -128,8 +132,6 @@ def run_lip(settings: LipSettings) -> int:
     from mbdlfast.models import SkipHourglass
     from mbdlfast.prune.lottery import iterative_magnitude_pruning
 
-    out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
     device = _device(settings.device)
     problems = [make_problem(settings.task, name, size=settings.size, seed=settings.seed) for name in settings.image]
     problem = stack_problems(problems).to(device)

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from mbdlfast.commands import Command, add_settings_arguments, settings_from_arguments
 
 EXAMPLES = """\
-examples:
+examples (from the repository root; runs/deq comes from the first 'mbdlfast train --help' example):
   mbdlfast prune --model runs/deq/checkpoint.pt --ratio 0.5 --out runs/deq/pruned50.pt
-  mbdlfast prune --model varnet.pt --ratio 0.3 --importance l2 --round-to 4 --out varnet_p30.pt
-  mbdlfast prune --model deq.pt --ratio 0.7 --global --steps 5 --image-size 128 --out deq_p70.pt
-  mbdlfast prune --config prune.yaml ratio=0.3 importance=l2
+  mbdlfast prune --model varnet --ratio 0.3 --importance l2 --round-to 4 --out runs/varnet_p30.pt
+  mbdlfast prune --model deq --ratio 0.7 --global --steps 3 --out runs/deq_p70.pt
+  mbdlfast prune --model deq --out runs/deq_p50.pt ratio=0.5 importance=l2 round_to=4
+
+--model: a checkpoint or the shipped weights by name (deq, varnet).
 
 Prints the parameters and MACs (one application of each CNN, see mbdlfast.prune.count_macs) before
 and after. The output is a checkpoint that load_checkpoint / `mbdlfast finetune` read like any other;
@@ -41,7 +43,8 @@ class PruneSettings:
 
 
 FLAGS = {
-    "--model": ("model", "dense (or already pruned) checkpoint; required", {"metavar": "CKPT"}),
+    "--model": ("model", "dense (or already pruned) checkpoint, or shipped weights: deq, varnet; required",
+                {"metavar": "CKPT|NAME"}),
     "--ratio": ("ratio", "fraction of channels to remove, in [0, 1); required"),
     "--importance": ("importance", "group magnitude norm: l1 (published code, default) or l2 (paper's text)",
                      {"choices": ("l1", "l2")}),
@@ -111,15 +114,22 @@ def prune_checkpoint(settings: PruneSettings) -> int:
     from pathlib import Path
 
     from mbdlfast._validation import check_int
-    from mbdlfast.finetune.checkpoint import load_checkpoint
-    from mbdlfast.prune.structured import count_macs, count_params, prune_structured, save_pruned
+    from mbdlfast.outputs import output_file
+    from mbdlfast.pretrained import load_checkpoint_or_default
 
     source, out = Path(settings.model), Path(settings.out)
     if out.resolve() == source.resolve():
         raise ValueError(f"out: {out} is the input checkpoint; write the pruned model to another file")
     check_int("image_size", settings.image_size, minimum=8)
     check_int("coils", settings.coils, minimum=1)
-    checkpoint = load_checkpoint(source)
+    with output_file(out):  # its folder is checked (and created) before the work, removed again on failure
+        return _prune(settings, out, *load_checkpoint_or_default(settings.model))
+
+
+def _prune(settings: PruneSettings, out, checkpoint, source_file: str) -> int:
+    """The pruning itself, once the output is known to be writable."""
+    from mbdlfast.prune.structured import count_macs, count_params, prune_structured, save_pruned
+
     dense = checkpoint.model
     inputs = example_inputs(dense, checkpoint.model_name, settings.image_size, settings.coils)
     pruned = prune_structured(dense, inputs, settings.ratio, importance=settings.importance,
@@ -128,7 +138,7 @@ def prune_checkpoint(settings: PruneSettings) -> int:
     before = count_params(dense), count_macs(dense, inputs)
     after = count_params(pruned), count_macs(pruned, inputs)
     extra = {**checkpoint.extra, "pruning": {
-        "source": str(source), "ratio": settings.ratio, "importance": settings.importance,
+        "source": source_file, "ratio": settings.ratio, "importance": settings.importance,
         "round_to": settings.round_to, "global": settings.global_pruning, "steps": settings.steps,
         "dense_params": before[0], "dense_macs": before[1]}}
     save_pruned(pruned, out, checkpoint.model_name, checkpoint.model_kwargs, extra=extra)

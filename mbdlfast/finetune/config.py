@@ -47,7 +47,8 @@ class ModelConfig:
 class DataConfig:
     """Where the slices come from and how they are undersampled.
 
-    ``source`` is ``"synthetic"`` (the embedded phantom generator) or a fastMRI h5 file or folder.
+    ``source`` is ``"synthetic"`` (the embedded phantom generator) or fully sampled volumes: a fastMRI
+    h5, BART cfl or npy file, or a folder of them (the formats ``recon`` reads).
     ``image_size``: synthetic images are ``image_size`` square; fastMRI coil images are centre-cropped
     to at most ``image_size`` on each side (``None``: full size). ``num_coils``, ``num_slices``,
     ``snr_db`` and ``family`` (a phantom family, ``"images:<path>[,...]"`` for random views of real
@@ -182,21 +183,36 @@ def _coerce(key: str, value, hint):
     raise TypeError(f"{key}: unsupported setting type {hint!r}")  # a bug in this module, not bad input
 
 
-def _apply(target, mapping: Mapping, prefix: str = "") -> None:
-    """Set the fields of dataclass ``target`` from a (nested) mapping; unknown keys are errors."""
+def _apply(target, mapping: Mapping, prefix: str = "", strict: bool = True) -> None:
+    """Set the fields of dataclass ``target`` from a (nested) mapping; unknown keys are errors
+    (``strict``) or skipped (settings stored by another mbdlfast version)."""
     hints = _type_hints(type(target))
     for key, value in mapping.items():
         dotted = f"{prefix}{key}"
         if key not in hints:
+            if not strict:
+                continue
             known = ", ".join(f"{prefix}{name}" for name in hints)
             raise ValueError(f"unknown setting {dotted!r} (known: {known})")
         current = getattr(target, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, Mapping):
                 raise ValueError(f"{dotted}: expected a mapping of settings, got {value!r}")
-            _apply(current, value, f"{dotted}.")
+            _apply(current, value, f"{dotted}.", strict)
         else:
             setattr(target, key, _coerce(dotted, value, hints[key]))
+
+
+def dotted_settings(settings: Mapping) -> dict:
+    """A nested settings mapping (e.g. ``TrainConfig.to_dict()``) as dotted keys, sections flattened one
+    level (``train.lr``); dict-valued settings such as ``model.kwargs`` stay whole."""
+    flat = {}
+    for key, value in settings.items():
+        if key in ("model", "data", "train") and isinstance(value, Mapping):
+            flat.update({f"{key}.{inner}": inner_value for inner, inner_value in value.items()})
+        else:
+            flat[key] = value
+    return flat
 
 
 def _set_in_dict(mapping: dict, path: list[str], value) -> dict:
@@ -247,28 +263,38 @@ def parse_override(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def load_config(path=None, overrides: Sequence[str] | Mapping[str, Any] = ()) -> TrainConfig:
-    """Defaults, then the YAML file at ``path`` (if any), then ``overrides`` (``key=value`` strings
-    or a mapping of dotted keys), validated."""
-    return validate(load_settings(TrainConfig, path, overrides))
+def load_config(path=None, overrides: Sequence[str] | Mapping[str, Any] = (), *,
+                base: Mapping | None = None) -> TrainConfig:
+    """Defaults, then ``base`` (stored settings, e.g. a checkpoint's ``train_config``), then the YAML
+    file at ``path`` (if any), then ``overrides`` (``key=value`` strings or a mapping of dotted
+    keys), validated."""
+    return validate(load_settings(TrainConfig, path, overrides, base=base))
 
 
-def load_settings(settings_class, path=None, overrides: Sequence[str] | Mapping[str, Any] = ()):
-    """``settings_class()`` (any settings dataclass), then the YAML file at ``path`` (if any), then
-    ``overrides``; values are converted to the declared types. Range checks are the caller's."""
+def read_config_file(path) -> dict:
+    """The settings mapping of the YAML file at ``path`` (empty for an empty file); ValueError naming it."""
+    path = Path(path)
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ValueError(f"config: cannot read {path}: {err.strerror or err}") from err
+    except yaml.YAMLError as err:
+        raise ValueError(f"config: {path} is not valid YAML: {' '.join(str(err).split())}") from err
+    if loaded is not None and not isinstance(loaded, Mapping):
+        raise ValueError(f"config: {path} must hold a mapping of settings, got {type(loaded).__name__}")
+    return dict(loaded or {})
+
+
+def load_settings(settings_class, path=None, overrides: Sequence[str] | Mapping[str, Any] = (), *,
+                  base: Mapping | None = None):
+    """``settings_class()`` (any settings dataclass), then ``base`` (stored settings; keys this version
+    does not know are skipped), then the YAML file at ``path`` (if any), then ``overrides``; values
+    are converted to the declared types. Range checks are the caller's."""
     config = settings_class()
+    if base:
+        _apply(config, {key: value for key, value in base.items() if key != "resume"}, strict=False)
     if path is not None:
-        path = Path(path)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise ValueError(f"config: cannot read {path}: {err.strerror or err}") from err
-        except yaml.YAMLError as err:
-            raise ValueError(f"config: {path} is not valid YAML: {' '.join(str(err).split())}") from err
-        if loaded is not None:
-            if not isinstance(loaded, Mapping):
-                raise ValueError(f"config: {path} must hold a mapping of settings, got {type(loaded).__name__}")
-            _apply(config, loaded)
+        _apply(config, read_config_file(path))
     items = overrides.items() if isinstance(overrides, Mapping) else (parse_override(o) for o in overrides)
     for key, value in items:
         apply_override(config, key, value)
@@ -293,8 +319,10 @@ def validate(config: TrainConfig) -> TrainConfig:
     _require(model.name in MODEL_REGISTRY,
              f"model.name: expected one of {sorted(MODEL_REGISTRY)}, got {model.name!r}")
     if data.source != "synthetic":
-        _require(Path(data.source).exists(),
-                 f"data.source: expected 'synthetic' or a fastMRI h5 file/folder, {data.source!r} does not exist")
+        source = Path(data.source)
+        _require(source.exists() or source.with_name(source.name + ".cfl").is_file(),
+                 f"data.source: expected 'synthetic' or a fastMRI h5, BART cfl or npy file or folder, "
+                 f"{data.source!r} does not exist")
     _require(data.image_size is None or data.image_size >= 8,
              f"data.image_size: expected an integer >= 8 (SSIM needs 7x7 windows), got {data.image_size}")
     _require(data.source != "synthetic" or data.image_size is not None,

@@ -1,7 +1,8 @@
 """Training batches for supervised reconstruction: undersampled k-space, mask, coil maps and target.
 
 A :class:`TrainingSlices` item is built from one fully sampled slice, either from the synthetic
-generator (which knows the true image and maps) or from a fastMRI h5 file (maps estimated once per
+generator (which knows the true image and maps) or from real volumes in any format ``recon`` reads,
+fastMRI h5, BART cfl or npy (:class:`mbdlfast.data.volumes.VolumeSlices`; maps estimated once per
 slice with ESPIRiT and cached in memory; the target is the coil combination Sᴴ·ifft2c(k) of the
 fully sampled data). Each slice gets its own 1D line mask, a deterministic function of
 ``(seed, slice index)``, so a run is reproducible and every rank sees the same mask for a slice.
@@ -18,8 +19,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from mbdlfast.data.fastmri import FastMRISliceDataset
 from mbdlfast.data.synthetic import SyntheticMulticoilDataset
+from mbdlfast.data.volumes import VolumeSlices
 from mbdlfast.finetune.config import DataConfig
 from mbdlfast.physics import masks
 from mbdlfast.physics import espirit
@@ -75,8 +76,8 @@ def crop_coil_images(kspace: torch.Tensor, size: int | None) -> torch.Tensor:
 class TrainingSlices(torch.utils.data.Dataset):
     """Supervised training items from ``data.source`` (see :class:`mbdlfast.finetune.config.DataConfig`).
 
-    ``groups[i]`` is the split unit of item ``i``: its volume for fastMRI folders with several
-    volumes, the slice itself otherwise. ``espirit_calls`` counts map estimations (one per slice).
+    ``groups[i]`` is the split unit of item ``i``: its volume for folders with several volumes, the
+    slice itself otherwise. ``espirit_calls`` counts map estimations (one per slice).
     """
 
     def __init__(self, data: DataConfig, seed: int = 0):
@@ -88,7 +89,7 @@ class TrainingSlices(torch.utils.data.Dataset):
                                                     snr_db=data.snr_db, seed=seed, family=data.family)
             self.groups = list(range(len(self.source)))
         else:
-            self.source = FastMRISliceDataset(data.source)
+            self.source = VolumeSlices(data.source)
             volumes = [volume for volume, _ in self.source.samples]
             self.groups = volumes if len(set(volumes)) > 1 else list(range(len(volumes)))
 
