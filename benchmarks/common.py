@@ -27,7 +27,7 @@ from typing import Callable
 import torch
 
 from mbdlfast.info import versions
-from mbdlfast.outputs import atomic_path, check_writable, write_json
+from mbdlfast.outputs import atomic_path, check_writable, remove_stale_temporaries, write_json
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
@@ -159,9 +159,11 @@ def results_folder(out: Path | None, quick: bool) -> Path:
         raise SystemExit(f"--out: a --quick run never writes into {RESULTS_DIR} (it holds the committed results); "
                          "give another folder")
     try:
-        return check_writable(folder)
+        folder = check_writable(folder)
     except ValueError as err:
         raise SystemExit(str(err)) from None
+    remove_stale_temporaries(folder)  # left by a run killed while writing
+    return folder
 
 
 def write_results(results: dict, out_dir: Path, name: str, device: torch.device,
