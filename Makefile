@@ -33,7 +33,7 @@ $(INSTALL_STAMP): $(BUILD_INPUTS)
 	@# fastMRI is the test-only reference for metrics, masks and VarNet; its declared deps would pull
 	@# torchvision, so it comes without them (what it imports is declared in the test extra).
 	$(PIP) install -q -c build/torch-constraint.txt --no-deps "fastmri==0.3.0"
-	@echo "building the C++ extension mbdlfast._C (ninja, incremental)"
+	@echo "building the C++ extensions mbdlfast._C, _C_cpu (and _C_cuda where torch has CUDA) with ninja, incrementally"
 	$(PYTHON) setup.py -q build_ext --inplace 2>&1 | $(NINJA_PROGRESS)
 	@touch $@
 

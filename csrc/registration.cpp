@@ -1,10 +1,8 @@
-// Schemas of the mbdlfast ops implemented by the extension. Device kernels register their
-// implementations with TORCH_LIBRARY_IMPL in csrc/cpu (CPU) and csrc/cuda (CUDA); fake kernels and
-// autograd are registered from Python (mbdlfast/ops).
+// Schemas of the mbdlfast ops implemented by the extensions: the module mbdlfast._C, which holds
+// nothing else and so compiles anywhere. The device kernels are separate modules that register
+// their implementations with TORCH_LIBRARY_IMPL: mbdlfast._C_cpu (csrc/cpu) and mbdlfast._C_cuda
+// (csrc/cuda); fake kernels and autograd are registered from Python (mbdlfast/ops).
 #include <torch/extension.h>
-
-#include "cpu/isa_dispatch.h"
-#include "cpu/pruned_row_dft.h"
 
 TORCH_LIBRARY_FRAGMENT(mbdlfast, m) {
   m.def("coil_expand(Tensor x, Tensor maps) -> Tensor");
@@ -24,12 +22,5 @@ TORCH_LIBRARY_FRAGMENT(mbdlfast, m) {
 
 // An importable Python module, so `import mbdlfast._C` loads the library and runs the registrations.
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "mbdlfast C++/CUDA kernels; use them through mbdlfast.ops";
-  m.def("normal_1d_row_split", &mbdlfast::normal_1d_row_split, pybind11::arg("width"), pybind11::arg("sampled"),
-        "The split P of the pruned row transform that CPU A^H A uses for a 1D mask of `sampled` of `width` "
-        "columns, or 0 where it uses two library FFTs instead");
-  m.def("column_transform_in_lanes", &mbdlfast::column_lanes_modelled, pybind11::arg("height"),
-        "Whether the CPU SENSE forward and adjoint transform along H on columns in vector lanes (else library FFTs)");
-  m.def("cpu_isa", &mbdlfast::selected_isa,
-        "The instruction set the CPU kernels run with here: avx512, avx2 or baseline (capped by MBDLFAST_CPU_ISA)");
+  m.doc() = "mbdlfast op schemas (the kernels are mbdlfast._C_cpu and mbdlfast._C_cuda); use them through mbdlfast.ops";
 }

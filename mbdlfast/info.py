@@ -62,9 +62,9 @@ def cpu_instruction_set() -> str:
     loaded, why = extension_status()
     if not loaded:
         return f"none: {why}"
-    from mbdlfast import _C
+    from mbdlfast import _C_cpu
 
-    return _C.cpu_isa()
+    return _C_cpu.cpu_isa()
 
 
 def optional_packages() -> dict[str, str]:
@@ -85,7 +85,7 @@ def auto_choices(device: str) -> dict[str, tuple[str, str]]:
 
 def collect() -> dict:
     """Everything ``info`` prints, as a dict."""
-    from mbdlfast._extension import extension_status
+    from mbdlfast._extension import cuda_extension_status, part_status
     from mbdlfast.ops import report
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -94,7 +94,8 @@ def collect() -> dict:
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
         "compiler": _compiler_version(),
         "nvcc": shutil.which("nvcc") or "not found",
-        "extension": extension_status()[1],
+        "extension": {"_C": part_status("_C")[1], "_C_cpu": part_status("_C_cpu")[1],
+                      "_C_cuda": cuda_extension_status()[1]},
         "cpu_isa": cpu_instruction_set(),
         "optional": optional_packages(),
         "auto": {device: auto_choices(device) for device in devices},
@@ -105,11 +106,14 @@ def collect() -> dict:
 def main() -> int:
     info = collect()
     for key, value in info.items():
-        if key not in ("optional", "auto", "backends"):
-            print(f"{key:>13}: {value if value is not None else 'none'}")
+        if key == "extension":
+            for part, status in value.items():
+                print(f"{'mbdlfast.' + part:>16}: {status}")
+        elif key not in ("optional", "auto", "backends"):
+            print(f"{key:>16}: {value if value is not None else 'none'}")
     print("\noptional packages:")
     for name, status in info["optional"].items():
-        print(f"  {name:>10}: {status}")
+        print(f"  {name:>14}: {status}")
     for device, table in info["backends"].items():
         print(f"\nops on {device} (auto: the backend it picks, and why; then every backend):")
         for op, row in table.items():

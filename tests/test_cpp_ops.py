@@ -78,9 +78,9 @@ PRUNED_CASES = [(20, 19, 368, 2), (3, 21, 320, 1), (5, 18, 180, 2), (2, 9, 12, 3
 
 
 def row_split(width: int, sampled: int) -> int:
-    from mbdlfast import _C  # built, or this module is skipped
+    from mbdlfast import _C_cpu  # built, or this module is skipped
 
-    return _C.normal_1d_row_split(width, sampled)
+    return _C_cpu.normal_1d_row_split(width, sampled)
 
 
 def pruned_masks(width: int, batch: int) -> list[torch.Tensor]:
@@ -146,13 +146,13 @@ def test_forward_and_adjoint_with_each_column_transform(case, column_transform, 
 
 
 def test_column_transform_in_lanes_only_where_the_library_fft_is_slow(monkeypatch):
-    from mbdlfast import _C  # built, or this module is skipped
+    from mbdlfast import _C_cpu  # built, or this module is skipped
 
-    assert _C.column_transform_in_lanes(230)  # 2 * 5 * 23: a direct DFT of 115
-    assert _C.column_transform_in_lanes(368)  # 16 * 23
-    assert not any(_C.column_transform_in_lanes(h) for h in (320, 640, 768, 256, 105))  # factors up to 7
-    assert not _C.column_transform_in_lanes(323)  # 17 * 19: a direct DFT of 323
-    assert not _C.column_transform_in_lanes(1021)  # prime
+    assert _C_cpu.column_transform_in_lanes(230)  # 2 * 5 * 23: a direct DFT of 115
+    assert _C_cpu.column_transform_in_lanes(368)  # 16 * 23
+    assert not any(_C_cpu.column_transform_in_lanes(h) for h in (320, 640, 768, 256, 105))  # factors up to 7
+    assert not _C_cpu.column_transform_in_lanes(323)  # 17 * 19: a direct DFT of 323
+    assert not _C_cpu.column_transform_in_lanes(1021)  # prime
     x, maps, mask = make_problem(2, 12, 10, 1, per_batch_maps=False, batched_mask=False)
     monkeypatch.setenv("MBDLFAST_COLUMN_TRANSFORM", "fastest")
     with pytest.raises(RuntimeError, match="MBDLFAST_COLUMN_TRANSFORM must be auto, lanes or fft"):

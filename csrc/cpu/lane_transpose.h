@@ -7,11 +7,15 @@
 // and out_l[n] = (slot n, lane l). ``S``, ``x`` and ``out`` hold one row pointer per lane (row-major
 // complex values); the lane buffers hold the real and the imaginary parts separately, slot-major
 // (slot n at n * kLanes). The generic versions are plain loops over short column tiles; for float on
-// AVX-512, 8 columns of 16 rows are one 16 x 16 register transpose (interleaved complex in, split
-// real/imaginary out).
+// AVX-512 (x86-64 only, arch.h), 8 columns of 16 rows are one 16 x 16 register transpose
+// (interleaved complex in, split real/imaginary out).
 #pragma once
 
+#include "arch.h"
+
+#if MBDLFAST_X86_64
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <complex>
@@ -63,6 +67,7 @@ MBDLFAST_INLINE void from_lanes(const std::complex<real_t>* const* S, const real
   }
 }
 
+#if MBDLFAST_X86_64
 // In-register transpose of 16 x 16 floats: v[i] lane k  ->  v[k] lane i.
 __attribute__((target("avx512f"))) MBDLFAST_INLINE void transpose16x16(__m512* v) {
   __m512 t[16];
@@ -152,13 +157,17 @@ __attribute__((target("avx512f"))) inline int64_t from_lanes_avx512(const std::c
   return end;
 }
 
+#endif  // MBDLFAST_X86_64
+
 // Whole rows into and out of lane order, with the register transposes where ``avx512`` and float:
 // with the coil products (S given) or plain (the overloads without S).
 template <bool avx512, bool coil_product, typename real_t>
 MBDLFAST_INLINE void rows_to_lanes_impl(const std::complex<real_t>* const* S, const std::complex<real_t>* const* x, int64_t W,
                                         real_t* __restrict re, real_t* __restrict im) {
   int64_t done = 0;
+#if MBDLFAST_X86_64
   if constexpr (avx512 && std::is_same_v<real_t, float>) done = to_lanes_avx512<coil_product>(S, x, W, re, im);
+#endif
   to_lanes<coil_product>(S, x, done, W, re, im);
 }
 
@@ -166,7 +175,9 @@ template <bool avx512, bool coil_product, typename real_t>
 MBDLFAST_INLINE void lanes_to_rows_impl(const std::complex<real_t>* const* S, const real_t* __restrict re,
                                         const real_t* __restrict im, int64_t W, std::complex<real_t>* const* out) {
   int64_t done = 0;
+#if MBDLFAST_X86_64
   if constexpr (avx512 && std::is_same_v<real_t, float>) done = from_lanes_avx512<coil_product>(S, re, im, W, out);
+#endif
   from_lanes<coil_product>(S, re, im, done, W, out);
 }
 

@@ -1,15 +1,23 @@
 // Copies to memory that will not be read again soon (k-space rows written once), with non-temporal
 // stores: they skip the read-for-ownership of each destination line, so a write costs its own
 // traffic only, and they leave the caches to the data still being worked on. SSE2 (baseline
-// x86-64): 16-byte stores, which the write-combining buffers join into whole lines.
+// x86-64): 16-byte stores, which the write-combining buffers join into whole lines. Elsewhere
+// (arch.h) plain copies.
 #pragma once
 
-#include <emmintrin.h>
+#include "arch.h"
 
+#if MBDLFAST_X86_64
+#include <emmintrin.h>
+#endif
+
+#include <algorithm>
 #include <complex>
 #include <cstdint>
 
 namespace mbdlfast {
+
+#if MBDLFAST_X86_64
 
 inline void stream_copy(const std::complex<float>* src, std::complex<float>* dst, int64_t n) {
   int64_t i = 0;
@@ -28,5 +36,16 @@ inline void stream_copy(const std::complex<double>* src, std::complex<double>* d
 
 // Orders the streamed stores before what follows (they are weakly ordered).
 inline void stream_fence() { _mm_sfence(); }
+
+#else
+
+template <typename real_t>
+inline void stream_copy(const std::complex<real_t>* src, std::complex<real_t>* dst, int64_t n) {
+  std::copy(src, src + n, dst);
+}
+
+inline void stream_fence() {}
+
+#endif
 
 }  // namespace mbdlfast

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 import torch
 
-from mbdlfast._extension import extension_status
+from mbdlfast._extension import cuda_extension_status, extension_status
 
 BACKENDS = ("torch", "triton", "cpp", "cuda", "naive")
 # Backends "auto" may pick, per device type, fastest first; "naive" is deliberately absent.
@@ -62,6 +62,12 @@ def _extension_status() -> tuple[bool, str]:
     return extension_status()
 
 
+@torch.compiler.assume_constant_result
+def _cuda_extension_status() -> tuple[bool, str]:
+    """cuda_extension_status(), fixed for the process (see _extension_status)."""
+    return cuda_extension_status()
+
+
 def backend_unavailable_reason(backend: str, device: torch.device) -> str | None:
     """None when ``backend`` can run on ``device`` here, else the reason it cannot."""
     device = torch.device(device)
@@ -75,18 +81,16 @@ def backend_unavailable_reason(backend: str, device: torch.device) -> str | None
         if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1":
             return None
         return f"triton runs on CUDA tensors (or CPU under TRITON_INTERPRET=1), not on {device.type}"
-    loaded, why = _extension_status()
     if backend == "cpp":
         if device.type != "cpu":
             return f"cpp runs on CPU tensors, not on {device.type}"
+        loaded, why = _extension_status()
         return None if loaded else why
     if backend == "cuda":
         if device.type != "cuda":
             return f"cuda runs on CUDA tensors, not on {device.type}"
-        if not loaded:
-            return why
-        return None if torch.ops.mbdlfast.coil_expand.default.has_kernel_for_dispatch_key(
-            torch._C.DispatchKey.CUDA) else "mbdlfast._C was built without CUDA"
+        loaded, why = _cuda_extension_status()
+        return None if loaded else why
     raise ValueError(f"backend: expected one of {BACKENDS} or 'auto', got {backend!r}")
 
 

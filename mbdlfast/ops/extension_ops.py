@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from mbdlfast._extension import extension_loaded
+from mbdlfast._extension import part_status
 from mbdlfast.ops import torch_fast
 from mbdlfast.ops.dispatch import register
 from mbdlfast.ops.reference import mask_as_kspace_weight
@@ -303,5 +303,5 @@ for _backend in ("cpp", "cuda"):
     register("sense_adjoint_compact", _backend)(sense_adjoint_compact_extension)
 
 
-if extension_loaded():
+if part_status("_C")[0]:  # the schemas: the CPU and the CUDA kernels register under them
     _register()
