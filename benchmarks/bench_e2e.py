@@ -16,9 +16,9 @@ PSNR/SSIM of magnitude images on held-out synthetic slices (true maps, scored ag
 image) and on the real 8-coil test brain (retrospectively undersampled at each ``--accelerations``
 with 8% ACS, ESPIRiT maps from the calibration lines the mask keeps, scored against the RSS of the
 fully sampled data), with every solver's convergence. Beside the networks, the classical baselines
-on every test set: zero-filled and CG-SENSE, its λ chosen on validation slices (synthetic slices of
+on every test set: zero-filled, CG-SENSE and ℓ1-wavelet, their λ chosen on validation slices (synthetic slices of
 another seed; for the brain, the real brain of ``--brain-validation``, another subject), never on
-the test slices; CG-SENSE is timed on the timing slice too. Timing: one slice of ``--time-coils``
+the test slices; they are timed on the timing slice too. Timing: one slice of ``--time-coils``
 coils at ``--time-size``² (15 × 320² by default).
 
 Writes ``benchmarks/results/e2e_<device>.json`` (``--quick``: ``./bench_out``; ``--out DIR``) with the
@@ -49,8 +49,7 @@ from common import add_output_argument, cpu_load_note, device_slug, environment,
 from mbdlfast.data.synthetic import SyntheticMulticoil  # noqa: E402
 from mbdlfast.data.volumes import load_volume  # noqa: E402
 from mbdlfast.evaluation import (  # noqa: E402
-    EvaluationSlices, cg_sense_baseline, classical_baselines, evaluate, format_table, prepare_slices, quality,
-    solver_report,
+    CLASSICAL, EvaluationSlices, classical_baselines, evaluate, format_table, prepare_slices, quality, solver_report,
 )
 from mbdlfast.figures import comparison_figure  # noqa: E402
 from mbdlfast.finetune import DataConfig, TrainConfig, Trainer, finetune  # noqa: E402
@@ -242,12 +241,12 @@ def run(args, on_family_done=None) -> tuple[dict, dict, EvaluationSlices | None,
                                    args.center_fraction).to(device)
     guard_batch = tests[primary].select(slice(0, 1))
     classical, classical_images = baselines(tests, args)
-    cg_lambda = classical[primary]["cg_lambda"]
-    classical_timing = time_calls({"zero-filled": lambda: timing_batch.operator().A_adjoint(timing_batch.kspace),
-                                   "CG-SENSE": lambda: cg_sense_baseline(timing_batch, cg_lambda)}, device,
-                                  warmup=args.warmup, repeats=args.repeats)
-    classical_rows = {name: {**timing, "lambda": cg_lambda if name == "CG-SENSE" else None}
-                      for name, timing in classical_timing.items()}
+    chosen = {method.name: classical[primary]["lambdas"][method.name]["lambda"] for method in CLASSICAL}
+    calls = {"zero-filled": lambda: timing_batch.operator().A_adjoint(timing_batch.kspace)}
+    calls.update({method.name: (lambda method=method: method.run(timing_batch, chosen[method.name]))
+                  for method in CLASSICAL})
+    classical_timing = time_calls(calls, device, warmup=args.warmup, repeats=args.repeats)
+    classical_rows = {name: {**timing, "lambda": chosen.get(name)} for name, timing in classical_timing.items()}
 
     rows, recons, result = [], {}, {}
     for name in args.models:
@@ -484,7 +483,7 @@ def print_table(result: dict) -> None:
               f"{r['speedup_vs_dense_baseline'] or float('nan'):6.2f} {r['speedup_vs_dense_optimized'] or float('nan'):6.2f}")
     primary = result["primary_test"]
     for name, method in result["baselines"][primary]["methods"].items():
-        timing = result["baseline_timing"]["CG-SENSE" if name.startswith("CG-SENSE") else "zero-filled"]
+        timing = result["baseline_timing"][name.split(" (")[0]]
         print(f"{name:43s} {'-':>7s} {method['mean']['psnr']:6.2f} {method['mean']['ssim']:6.4f} {0:9d} "
               f"{max(method['solver']['iterations']):5d} {'yes' if method['solver']['converged'] else 'no':>4s} "
               f"{timing['median_ms']:9.1f}")

@@ -5,8 +5,8 @@ beside the classical reconstructions.
 
 1. load the shipped DEQ-EDSR (:func:`mbdlfast.pretrained.load_default`);
 2. prepare held-out slices with the evaluation protocol (:mod:`mbdlfast.evaluation`) and
-   reconstruct them with the classical baselines: zero-filled and CG-SENSE, its λ chosen on
-   validation slices (another seed; for ``data``, slices with the data's size and sampling);
+   reconstruct them with the classical baselines: zero-filled, CG-SENSE and ℓ1-wavelet, their λ
+   chosen on validation slices (another seed; for ``data``, slices with the data's size and sampling);
 3. reconstruct them with the paper-style pipeline (:data:`mbdlfast.inference.BASELINE`: naive
    operator, fp32 eager, the public Anderson) and with :data:`~mbdlfast.inference.OPTIMIZED`;
 4. prune the network's channels at each ratio (:func:`mbdlfast.prune.prune_structured`), fine-tune
@@ -16,7 +16,7 @@ beside the classical reconstructions.
 Each row of the result gives the method, parameters, PSNR / SSIM of the magnitude images, solver
 iterations and whether the solver converged, the median time per slice and the speed-ups over the
 dense baseline and the dense optimized model. ``recon_grid.png`` shows the reference, zero-filled,
-CG-SENSE and each network with PSNR / SSIM in the titles and their error maps with a colour bar;
+CG-SENSE, ℓ1-wavelet and each network with PSNR / SSIM in the titles and their error maps with a colour bar;
 two more PNGs show speed-up and PSNR against the ratio. Synthetic slices are scored against the
 true image (the simulation's true maps are used, by every method alike). With ``data`` the test
 slices come from a fastMRI h5 / cfl / npy file or folder: fully sampled data are undersampled
@@ -200,7 +200,7 @@ def run_demo(settings: DemoSettings, out) -> DemoResult:
 
 
 def _run(settings: DemoSettings, out: Path) -> DemoResult:
-    from mbdlfast.evaluation import cg_sense_baseline
+    from mbdlfast.evaluation import classical_method
     from mbdlfast.finetune import finetune
     from mbdlfast.inference import BASELINE, OPTIMIZED
     from mbdlfast.pretrained import DEFAULT_DATA, load_default
@@ -232,10 +232,11 @@ def _run(settings: DemoSettings, out: Path) -> DemoResult:
     rows = [_row(dense_baseline, "baseline", 0.0, "none", count_params(teacher), baseline_ms),
             _row(dense, "optimized", 0.0, "none", count_params(teacher), dense_ms)]
     for result in classical:
-        if result.name.startswith("CG-SENSE"):
-            call = lambda: cg_sense_baseline(slices, record["cg_lambda"])  # noqa: E731
-        else:
+        method = classical_method(result.name)
+        if method is None:  # zero-filled
             call = lambda: slices.operator().A_adjoint(slices.kspace)  # noqa: E731
+        else:
+            call = lambda method=method: method.run(slices, record["lambdas"][method.name]["lambda"])  # noqa: E731
         rows.append(_row(result, "classical", 0.0, "none", 0, _time_per_slice_ms(call, len(slices), settings.repeats,
                                                                                  device)))
     images = {result.name: result for result in classical}
@@ -277,11 +278,11 @@ def _run(settings: DemoSettings, out: Path) -> DemoResult:
 
 def format_table(result: DemoResult) -> str:
     """The demo's table as aligned text."""
-    header = f"{'method':<26}{'pipeline':<11}{'tuning':<8}{'params':>10}{'PSNR':>8}{'SSIM':>8}{'iters':>7}" \
+    header = f"{'method':<28}{'pipeline':<11}{'tuning':<8}{'params':>10}{'PSNR':>8}{'SSIM':>8}{'iters':>7}" \
              f"{'conv':>6}{'ms/slice':>10}{'x base':>8}{'x dense':>9}"
     lines = [header, "-" * len(header)]
     for row in result.rows:
-        lines.append(f"{row.label:<26}{row.pipeline:<11}{row.tuning:<8}{row.params:>10,}{row.psnr:>8.2f}"
+        lines.append(f"{row.label:<28}{row.pipeline:<11}{row.tuning:<8}{row.params:>10,}{row.psnr:>8.2f}"
                      f"{row.ssim:>8.4f}{row.iters:>7.1f}{'yes' if row.converged else 'no':>6}{row.median_ms:>10.1f}"
                      f"{row.speedup_vs_baseline:>8.2f}{row.speedup_vs_dense:>9.2f}")
     lines.append(f"PSNR/SSIM against {result.reference}; device {result.device}; all DEQs at the same solver "

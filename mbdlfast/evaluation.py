@@ -16,17 +16,20 @@ image. Metrics (:func:`quality`): fastMRI PSNR / SSIM of magnitudes against a re
 maximum), after scaling each magnitude image by the least-squares factor onto that reference
 (SENSE-type images and an RSS weigh intensities differently; the factor removes only that).
 
-Baselines: zero-filled Aᴴy and CG-SENSE whose λ is chosen on validation slices, never on the test
-slices (:func:`choose_cg_lambda`). Every reconstruction carries a :class:`SolverReport`.
+Baselines (:data:`CLASSICAL`): zero-filled Aᴴy, CG-SENSE and ℓ1-wavelet compressed sensing, each
+with its λ chosen on validation slices, never on the test slices (:func:`choose_lambda`). Every
+reconstruction carries a :class:`SolverReport`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from typing import Callable
 
 import torch
 
 from mbdlfast.metrics import psnr_batch, ssim_batch
+from mbdlfast.physics.compressed_sensing import l1_wavelet
 from mbdlfast.physics.espirit_maps import calibration_width, espirit
 from mbdlfast.physics.fft import ifft2c
 from mbdlfast.physics.linalg import cg_sense, rss
@@ -34,9 +37,13 @@ from mbdlfast.physics.sense import SenseOperator
 
 CALIB_WIDTH = 24  # the calibration square ESPIRiT uses at most (as in training, DataConfig.calib_width)
 ESPIRIT_KERNEL_WIDTH = 6  # espirit's default kernel: the calibration square must be at least this wide
+# The λ grids are absolute, for k-space scaled by max|Aᴴy| (prepare_slices' normalise).
 CG_LAMBDAS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 CG_MAX_ITER = 100
 CG_TOL = 1e-5
+L1_LAMBDAS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+L1_MAX_ITER = 100
+L1_TOL = 1e-4
 
 
 @dataclass
@@ -251,22 +258,42 @@ def zero_filled(slices: EvaluationSlices) -> torch.Tensor:
     return slices.operator().A_adjoint(slices.kspace)
 
 
-def cg_sense_baseline(slices: EvaluationSlices, lam: float, *, max_iter: int = CG_MAX_ITER,
-                      tol: float = CG_TOL) -> tuple[torch.Tensor, SolverReport]:
+def cg_sense_baseline(slices: EvaluationSlices, lam: float) -> tuple[torch.Tensor, SolverReport]:
     """CG-SENSE (AᴴA + λI) x = Aᴴy and its report."""
-    image, info = cg_sense(slices.operator(), slices.kspace, lam=lam, max_iter=max_iter, tol=tol)
-    return image, cg_report(info, tol, solver=f"CG-SENSE (lambda {lam:g})")
+    image, info = cg_sense(slices.operator(), slices.kspace, lam=lam, max_iter=CG_MAX_ITER, tol=CG_TOL)
+    return image, cg_report(info, CG_TOL, solver=f"CG-SENSE (lambda {lam:g})")
 
 
-def choose_cg_lambda(validation: EvaluationSlices, lambdas=CG_LAMBDAS, *, max_iter: int = CG_MAX_ITER,
-                     tol: float = CG_TOL) -> tuple[float, dict[float, float]]:
-    """The λ of ``lambdas`` with the best mean PSNR on the ``validation`` slices, and every λ's PSNR.
-    The validation slices must have a fully sampled reference and must not be the test slices."""
+def l1_wavelet_baseline(slices: EvaluationSlices, lam: float) -> tuple[torch.Tensor, SolverReport]:
+    """ℓ1-wavelet compressed sensing (db4, FISTA; :func:`mbdlfast.physics.compressed_sensing.l1_wavelet`)
+    and its report (the residual is the last relative change of the iterate)."""
+    image, info = l1_wavelet(slices.operator(), slices.kspace, lam, max_iter=L1_MAX_ITER, tol=L1_TOL)
+    last = info["changes"][-1].tolist() if len(info["changes"]) else [0.0] * len(slices)
+    status = ["converged" if c else "max_iter" for c in info["converged"].tolist()]
+    return image, SolverReport(f"l1-wavelet FISTA (lambda {lam:g})", status, info["iterations"].tolist(), last, L1_TOL)
+
+
+@dataclass(frozen=True)
+class ClassicalMethod:
+    """A classical reconstruction with one weight λ, chosen on validation slices from ``lambdas``."""
+
+    name: str
+    lambdas: tuple[float, ...]
+    run: Callable[[EvaluationSlices, float], tuple[torch.Tensor, SolverReport]]
+
+
+CLASSICAL = (ClassicalMethod("CG-SENSE", CG_LAMBDAS, cg_sense_baseline),
+             ClassicalMethod("l1-wavelet", L1_LAMBDAS, l1_wavelet_baseline))
+
+
+def choose_lambda(method: ClassicalMethod, validation: EvaluationSlices) -> tuple[float, dict[float, float]]:
+    """The λ of ``method.lambdas`` with the best mean PSNR on the ``validation`` slices, and every
+    λ's PSNR. The validation slices must have a fully sampled reference and must not be the test slices."""
     if validation.reference is None:
-        raise ValueError("validation: choosing CG-SENSE's lambda needs fully sampled validation slices")
+        raise ValueError(f"validation: choosing {method.name}'s lambda needs fully sampled validation slices")
     scores = {}
-    for lam in lambdas:
-        image, _ = cg_sense_baseline(validation, lam, max_iter=max_iter, tol=tol)
+    for lam in method.lambdas:
+        image, _ = method.run(validation, lam)
         psnr = quality(image, validation)["psnr"]
         scores[lam] = sum(psnr) / len(psnr)
     best = max(scores, key=lambda lam: scores[lam] if math.isfinite(scores[lam]) else -math.inf)
@@ -299,17 +326,24 @@ def evaluate(name: str, image: torch.Tensor, solver: SolverReport, slices: Evalu
 
 
 def classical_baselines(slices: EvaluationSlices, validation: EvaluationSlices | None) -> tuple[list[MethodResult], dict]:
-    """Zero-filled and (with ``validation`` slices) CG-SENSE at the λ chosen there; returns the
-    results and a record of the choice (λ, each λ's validation PSNR, what the validation data were)."""
+    """Zero-filled and (with ``validation`` slices) every :data:`CLASSICAL` method at the λ chosen
+    there; returns the results and a record of the choices: the validation data's name and, per
+    method, the λ and each λ's validation PSNR."""
     results = [evaluate("zero-filled", zero_filled(slices), fixed_steps("A^H y", 1, len(slices)), slices)]
     record = {}
     if validation is not None:
-        lam, scores = choose_cg_lambda(validation)
-        image, report = cg_sense_baseline(slices, lam)
-        results.append(evaluate(f"CG-SENSE (lambda {lam:g})", image, report, slices))
-        record = {"cg_lambda": lam, "cg_validation_psnr": {str(k): v for k, v in scores.items()},
-                  "cg_validation": validation.name, "cg_max_iter": CG_MAX_ITER, "cg_tol": CG_TOL}
+        record = {"validation": validation.name, "lambdas": {}}
+        for method in CLASSICAL:
+            lam, scores = choose_lambda(method, validation)
+            image, report = method.run(slices, lam)
+            results.append(evaluate(f"{method.name} (lambda {lam:g})", image, report, slices))
+            record["lambdas"][method.name] = {"lambda": lam, "validation_psnr": {str(k): v for k, v in scores.items()}}
     return results, record
+
+
+def classical_method(result_name: str) -> ClassicalMethod | None:
+    """The :data:`CLASSICAL` method a baseline result's name belongs to (None for zero-filled)."""
+    return next((method for method in CLASSICAL if result_name.startswith(f"{method.name} (")), None)
 
 
 def format_table(results: list[MethodResult], reference_name: str, maps_source: str) -> str:

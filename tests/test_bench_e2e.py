@@ -58,12 +58,15 @@ def test_quick_run_writes_the_table(bench_e2e, tmp_path, shared_data):
     for test in ("synthetic_R4", "brain_R4"):
         baseline = result["baselines"][test]
         names = list(baseline["methods"])
-        assert names[0] == "zero-filled" and names[1].startswith("CG-SENSE (lambda")
-        assert baseline["validation"] != test and baseline["cg_lambda"] in map(float, baseline["cg_validation_psnr"])
+        assert names[0] == "zero-filled" and names[1].startswith("CG-SENSE (lambda") and names[2].startswith("l1-wavelet")
+        for method in ("CG-SENSE", "l1-wavelet"):
+            choice = baseline["lambdas"][method]
+            assert choice["lambda"] in map(float, choice["validation_psnr"])
+        assert baseline["validation"] != test
         assert all(method["solver"]["converged"] in (True, False) for method in baseline["methods"].values())
     assert baseline["validation"] == "espirit-brain-alias/kspace"  # a real brain of another subject, not the test brain
     assert result["protocol"]["brain_R4"]["maps"].startswith("ESPIRiT on the")
-    assert set(result["baseline_timing"]) == {"zero-filled", "CG-SENSE"}
+    assert set(result["baseline_timing"]) == {"zero-filled", "CG-SENSE", "l1-wavelet"}
     assert all(isinstance(row["metrics"]["brain_R4"]["converged"], bool) for row in rows)
 
 

@@ -19,8 +19,9 @@ def test_demo_writes_the_table_figures_and_json(tmp_path):
     assert pipelines[:3] == [("dense", "baseline", "none"), ("dense", "optimized", "none"),
                              ("zero-filled", "classical", "none")]
     assert pipelines[3][0].startswith("CG-SENSE (lambda") and pipelines[3][1] == "classical"
-    assert pipelines[4] == ("pruned 50%", "optimized", "school")
-    dense, cg, pruned = result.rows[1], result.rows[3], result.rows[4]
+    assert pipelines[4][0].startswith("l1-wavelet (lambda") and pipelines[4][1] == "classical"
+    assert pipelines[5] == ("pruned 50%", "optimized", "school")
+    dense, cg, pruned = result.rows[1], result.rows[3], result.rows[5]
     assert pruned.params < 0.5 * dense.params and cg.params == 0
     assert dense.psnr > 20 and abs(result.rows[0].psnr - dense.psnr) < 0.1  # baseline and optimized agree
     assert cg.psnr > result.rows[2].psnr and cg.converged  # CG-SENSE beats zero-filled, and says it converged
@@ -28,11 +29,12 @@ def test_demo_writes_the_table_figures_and_json(tmp_path):
     for name in FIGURES:
         assert (tmp_path / name).stat().st_size > 1000
     stored = json.loads((tmp_path / "demo.json").read_text())
-    assert [row["ratio"] for row in stored["rows"]] == [0.0, 0.0, 0.0, 0.0, 0.5]
-    assert stored["cg_lambda"] in (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1) and stored["torch_pruning"]
+    assert [row["ratio"] for row in stored["rows"]] == [0.0, 0.0, 0.0, 0.0, 0.0, 0.5]
+    assert stored["lambdas"]["CG-SENSE"]["lambda"] in (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+    assert stored["validation"].startswith("synthetic slices (seed") and stored["torch_pruning"]
     assert {"status", "iterations", "residual", "converged"} <= set(stored["solvers"]["dense"])
     table = format_table(result)
-    assert "same solver tolerance" in table and "CG-SENSE" in table and "zero-filled" in table
+    assert "same solver tolerance" in table and "CG-SENSE" in table and "zero-filled" in table and "l1-wavelet" in table
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
 

@@ -84,7 +84,8 @@ def test_the_report_has_the_classical_baselines_beside_the_network(setup, tmp_pa
     printed = capsys.readouterr().out
     report = read_report(tmp_path / "out" / "synthetic_brain_000.h5")
     names = [method["name"] for method in report["methods"]]
-    assert names[0] == "zero-filled" and names[1].startswith("CG-SENSE (lambda") and names[2] == "deq"
+    assert names[0] == "zero-filled" and names[1].startswith("CG-SENSE (lambda") and names[3] == "deq"
+    assert names[2].startswith("l1-wavelet (lambda")
     for method in report["methods"]:
         assert len(method["metrics"]["psnr"]) == 2 and len(method["solver"]["status"]) == 2
         assert method["name"] in printed
@@ -92,22 +93,25 @@ def test_the_report_has_the_classical_baselines_beside_the_network(setup, tmp_pa
     assert cg["solver"]["solver"].startswith("CG-SENSE") and cg["mean"]["psnr"] > report["methods"][0]["mean"]["psnr"]
     protocol = report["protocol"]
     assert protocol["reference"].startswith("RSS") and "calibration square the mask keeps" in protocol["maps"]
-    assert protocol["cg_validation"].startswith("synthetic brain slices") and f"{protocol['cg_lambda']:g})" in names[1]
-    assert set(protocol["cg_validation_psnr"]) == {"0.0", "0.0001", "0.0003", "0.001", "0.003", "0.01", "0.03", "0.1"}
+    assert protocol["validation"].startswith("synthetic brain slices")
+    assert f"{protocol['lambdas']['CG-SENSE']['lambda']:g})" in names[1]
+    assert f"{protocol['lambdas']['l1-wavelet']['lambda']:g})" in names[2]
+    assert set(protocol["lambdas"]["CG-SENSE"]["validation_psnr"]) == {"0.0", "0.0001", "0.0003", "0.001", "0.003",
+                                                                     "0.01", "0.03", "0.1"}
     assert report["torch"] and report["torch_pruning"]
 
 
-def test_cg_lambda_is_chosen_on_validation_data_not_on_the_test_volume(setup, tmp_path):
-    """The λ choice sees only the validation slices: two different test volumes get the same λ."""
+def test_lambdas_are_chosen_on_validation_data_not_on_the_test_volume(setup, tmp_path):
+    """The λ choices see only the validation slices: two different test volumes get the same λ and scores."""
     lambdas = []
     for name in ("synthetic_brain_000", "synthetic_brain_002"):
         assert recon(setup, tmp_path / "out", data=setup / "data" / f"{name}.h5") == 0
-        lambdas.append(read_report(tmp_path / "out" / f"{name}.h5")["protocol"]["cg_validation_psnr"])
+        lambdas.append(read_report(tmp_path / "out" / f"{name}.h5")["protocol"]["lambdas"])
     assert lambdas[0] == lambdas[1]
     # a given validation volume changes the choice's data (and is checked for its size)
     assert recon(setup, tmp_path / "val", "--validation", str(setup / "data" / "synthetic_brain_001.h5"),
                  data=setup / "data" / "synthetic_brain_000.h5") == 0
-    assert read_report(tmp_path / "val" / "synthetic_brain_000.h5")["protocol"]["cg_validation_psnr"] != lambdas[0]
+    assert read_report(tmp_path / "val" / "synthetic_brain_000.h5")["protocol"]["lambdas"] != lambdas[0]
 
 
 def test_recon_follows_the_evaluation_protocol(setup):

@@ -22,7 +22,7 @@ k-space (C,H,W) or (S,C,H,W), or a folder of these. Fully sampled data are under
 retrospectively (equispaced lines plus a fully sampled centre, as in training; R and the centre
 fraction default to the checkpoint's training values) and have a reference; undersampled data keep
 their own sampling, 1D lines or a 2D pattern. Coil maps come from the calibration square the mask
-keeps. Beside the network, zero-filled and CG-SENSE (lambda chosen on --validation, default
+keeps. Beside the network, zero-filled, CG-SENSE and l1-wavelet (lambdas chosen on --validation, default
 synthetic slices with the same sampling) are reconstructed and, with a reference, scored.
 
 Each volume gives <out>/<name>.h5 ('reconstruction' (S,H,W) float32 magnitude, 'mask', attrs with
