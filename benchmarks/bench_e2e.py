@@ -49,7 +49,8 @@ from common import add_output_argument, cpu_load_note, device_slug, environment,
 from mbdlfast.data.synthetic import SyntheticMulticoil  # noqa: E402
 from mbdlfast.data.volumes import load_volume  # noqa: E402
 from mbdlfast.evaluation import (  # noqa: E402
-    CLASSICAL, EvaluationSlices, classical_baselines, evaluate, format_table, prepare_slices, quality, solver_report,
+    EvaluationSlices, baseline_runs, choose_lambdas, classical_baselines, evaluate, format_table, prepare_slices, quality,
+    solver_report,
 )
 from mbdlfast.figures import comparison_figure  # noqa: E402
 from mbdlfast.finetune import DataConfig, TrainConfig, Trainer, finetune  # noqa: E402
@@ -211,13 +212,14 @@ def evaluate_model(name: str, wrapper, batch: EvaluationSlices, chunk: int) -> t
 
 
 def baselines(tests: dict[str, EvaluationSlices], args) -> tuple[dict, dict]:
-    """Zero-filled and CG-SENSE (λ chosen on each test set's validation slices) on every test set:
-    ({test: {method: metrics, solver}}, {test: (method, image of the grid slice)})."""
+    """The classical baselines (their λs chosen on each test set's validation slices) on every test
+    set: ({test: {validation, lambdas, methods: {method: metrics, solver}}}, {test: {method: image of
+    the grid slice}})."""
     table, images = {}, {}
     for test_name, batch in tests.items():
-        validation = validation_batch(batch, test_name, args).to(batch.kspace.device)
-        results, record = classical_baselines(batch, validation)
-        table[test_name] = {"validation": validation.name, **record, "methods": {r.name: r.as_dict() for r in results}}
+        choice = choose_lambdas(validation_batch(batch, test_name, args).to(batch.kspace.device))
+        results = classical_baselines(batch, choice)
+        table[test_name] = {**choice, "methods": {r.name: r.as_dict() for r in results}}
         images[test_name] = {r.name: r.image[0].cpu() for r in results}
         print(f"{test_name}:\n{format_table(results, batch.reference_name, batch.maps_source)}")
     return table, images
@@ -241,12 +243,12 @@ def run(args, on_family_done=None) -> tuple[dict, dict, EvaluationSlices | None,
                                    args.center_fraction).to(device)
     guard_batch = tests[primary].select(slice(0, 1))
     classical, classical_images = baselines(tests, args)
-    chosen = {method.name: classical[primary]["lambdas"][method.name]["lambda"] for method in CLASSICAL}
-    calls = {"zero-filled": lambda: timing_batch.operator().A_adjoint(timing_batch.kspace)}
-    calls.update({method.name: (lambda method=method: method.run(timing_batch, chosen[method.name]))
-                  for method in CLASSICAL})
+    calls = {name.split(" (")[0]: (lambda run=run: run(timing_batch))
+             for name, run in baseline_runs(classical[primary]).items()}
     classical_timing = time_calls(calls, device, warmup=args.warmup, repeats=args.repeats)
-    classical_rows = {name: {**timing, "lambda": chosen.get(name)} for name, timing in classical_timing.items()}
+    lambdas = classical[primary]["lambdas"]
+    classical_rows = {name: {**timing, "lambda": lambdas.get(name, {}).get("lambda")}
+                      for name, timing in classical_timing.items()}
 
     rows, recons, result = [], {}, {}
     for name in args.models:

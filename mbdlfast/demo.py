@@ -40,6 +40,7 @@ from mbdlfast.data.synthetic import SyntheticMulticoil
 from mbdlfast.evaluation import (
     EvaluationSlices,
     MethodResult,
+    choose_lambdas,
     classical_baselines,
     evaluate,
     prepare_slices,
@@ -200,7 +201,7 @@ def run_demo(settings: DemoSettings, out) -> DemoResult:
 
 
 def _run(settings: DemoSettings, out: Path) -> DemoResult:
-    from mbdlfast.evaluation import classical_method
+    from mbdlfast.evaluation import baseline_runs
     from mbdlfast.finetune import finetune
     from mbdlfast.inference import BASELINE, OPTIMIZED
     from mbdlfast.pretrained import DEFAULT_DATA, load_default
@@ -228,17 +229,14 @@ def _run(settings: DemoSettings, out: Path) -> DemoResult:
                 "x".join(map(str, slices.kspace.shape[-3:])), settings.acceleration, settings.tol,
                 slices.reference_name)
 
-    classical, record = classical_baselines(slices, validation)
+    record = choose_lambdas(validation) if validation is not None else {}
+    classical = classical_baselines(slices, record)
     rows = [_row(dense_baseline, "baseline", 0.0, "none", count_params(teacher), baseline_ms),
             _row(dense, "optimized", 0.0, "none", count_params(teacher), dense_ms)]
+    runs = baseline_runs(record)
     for result in classical:
-        method = classical_method(result.name)
-        if method is None:  # zero-filled
-            call = lambda: slices.operator().A_adjoint(slices.kspace)  # noqa: E731
-        else:
-            call = lambda method=method: method.run(slices, record["lambdas"][method.name]["lambda"])  # noqa: E731
-        rows.append(_row(result, "classical", 0.0, "none", 0, _time_per_slice_ms(call, len(slices), settings.repeats,
-                                                                                 device)))
+        ms = _time_per_slice_ms(lambda run=runs[result.name]: run(slices), len(slices), settings.repeats, device)
+        rows.append(_row(result, "classical", 0.0, "none", 0, ms))
     images = {result.name: result for result in classical}
     images["dense"] = dense
 

@@ -305,10 +305,11 @@ def choose_lambda(method: ClassicalMethod, validation: EvaluationSlices) -> tupl
 
 @dataclass
 class MethodResult:
-    """One reconstruction method on the evaluation slices: its image, solver report and quality."""
+    """One reconstruction method on the evaluation slices: its image (None once results of several
+    batches are merged, see :mod:`mbdlfast.reconstruct`), solver report and quality."""
 
     name: str
-    image: torch.Tensor
+    image: torch.Tensor | None
     solver: SolverReport
     metrics: dict[str, list[float]] = field(default_factory=dict)
 
@@ -325,25 +326,31 @@ def evaluate(name: str, image: torch.Tensor, solver: SolverReport, slices: Evalu
     return MethodResult(name, image, solver, quality(image, slices))
 
 
-def classical_baselines(slices: EvaluationSlices, validation: EvaluationSlices | None) -> tuple[list[MethodResult], dict]:
-    """Zero-filled and (with ``validation`` slices) every :data:`CLASSICAL` method at the λ chosen
-    there; returns the results and a record of the choices: the validation data's name and, per
-    method, the λ and each λ's validation PSNR."""
-    results = [evaluate("zero-filled", zero_filled(slices), fixed_steps("A^H y", 1, len(slices)), slices)]
-    record = {}
-    if validation is not None:
-        record = {"validation": validation.name, "lambdas": {}}
-        for method in CLASSICAL:
-            lam, scores = choose_lambda(method, validation)
-            image, report = method.run(slices, lam)
-            results.append(evaluate(f"{method.name} (lambda {lam:g})", image, report, slices))
-            record["lambdas"][method.name] = {"lambda": lam, "validation_psnr": {str(k): v for k, v in scores.items()}}
-    return results, record
+def choose_lambdas(validation: EvaluationSlices) -> dict:
+    """Every :data:`CLASSICAL` method's λ chosen on the ``validation`` slices: a record with the
+    validation data's name and, per method, the λ and each λ's validation PSNR. Choose once per
+    sampling (a volume, a test set), not per batch of slices."""
+    lambdas = {}
+    for method in CLASSICAL:
+        lam, scores = choose_lambda(method, validation)
+        lambdas[method.name] = {"lambda": lam, "validation_psnr": {str(k): v for k, v in scores.items()}}
+    return {"validation": validation.name, "lambdas": lambdas}
 
 
-def classical_method(result_name: str) -> ClassicalMethod | None:
-    """The :data:`CLASSICAL` method a baseline result's name belongs to (None for zero-filled)."""
-    return next((method for method in CLASSICAL if result_name.startswith(f"{method.name} (")), None)
+def baseline_runs(choice: dict | None) -> dict[str, Callable[[EvaluationSlices], tuple[torch.Tensor, SolverReport]]]:
+    """The classical baselines by result name: zero-filled, and with a :func:`choose_lambdas` record
+    every :data:`CLASSICAL` method at its chosen λ; each maps slices to (image, report). Results and
+    timings both call these, so they name and run the same thing."""
+    runs = {"zero-filled": lambda slices: (zero_filled(slices), fixed_steps("A^H y", 1, len(slices)))}
+    for method in CLASSICAL if choice else ():
+        lam = choice["lambdas"][method.name]["lambda"]
+        runs[f"{method.name} (lambda {lam:g})"] = lambda slices, method=method, lam=lam: method.run(slices, lam)
+    return runs
+
+
+def classical_baselines(slices: EvaluationSlices, choice: dict | None) -> list[MethodResult]:
+    """Every run of :func:`baseline_runs` on ``slices``, scored."""
+    return [evaluate(name, *run(slices), slices) for name, run in baseline_runs(choice).items()]
 
 
 def format_table(results: list[MethodResult], reference_name: str, maps_source: str) -> str:

@@ -48,6 +48,7 @@ from mbdlfast.evaluation import (
     EvaluationSlices,
     MethodResult,
     SolverReport,
+    choose_lambdas,
     classical_baselines,
     evaluate,
     format_table,
@@ -77,9 +78,9 @@ VALIDATION_CANDIDATES = 8
 class ReconSettings:
     """``acceleration`` / ``center_fraction``: for retrospective undersampling (None: the training
     values); ``seed``: of the mask offset; ``batch_size``: slices per model call; ``validation``: a
-    fully sampled volume (same H x W as the data) on which CG-SENSE's λ is chosen (None: synthetic
-    slices); ``baselines``: reconstruct zero-filled and CG-SENSE too; ``skip_existing``: leave
-    volumes whose output h5 exists (to resume a batch)."""
+    fully sampled volume (same H x W as the data) on which the classical baselines' λs are chosen
+    (None: synthetic slices); ``baselines``: reconstruct zero-filled, CG-SENSE and ℓ1-wavelet too;
+    ``skip_existing``: leave volumes whose output h5 exists (to resume a batch)."""
 
     acceleration: int | None = None
     center_fraction: float | None = None
@@ -160,7 +161,7 @@ def _merge(parts: list[list[MethodResult]]) -> list[MethodResult]:
         solver = SolverReport(first.solver.solver, [s for r in results for s in r.solver.status],
                               [i for r in results for i in r.solver.iterations],
                               [v for r in results for v in r.solver.residual], first.solver.tol)
-        merged.append(MethodResult(first.name, first.image, solver, metrics))
+        merged.append(MethodResult(first.name, None, solver, metrics))  # the images stay per batch
     return merged
 
 
@@ -222,9 +223,9 @@ class Reconstructor:
                               normalise=self.data.normalise, calib_width=self.data.calib_width, name=name)
 
     def validation_slices(self, volume: KspaceVolume, sampling: Sampling) -> EvaluationSlices | None:
-        """Fully sampled slices with ``volume``'s size and sampling, for choosing CG-SENSE's λ: from
-        ``settings.validation`` (ValueError if unusable), else synthetic slices of the training family
-        (None, with a warning, where they are unusable: then no CG-SENSE baseline)."""
+        """Fully sampled slices with ``volume``'s size and sampling, for choosing the classical baselines'
+        λs: from ``settings.validation`` (ValueError if unusable), else synthetic slices of the training
+        family (None, with a warning, where they are unusable: then zero-filled is the only baseline)."""
         coils, height, width = volume.kspace.shape[-3:]
         if self.settings.validation is not None:
             validation = load_volume(self.settings.validation)
@@ -249,8 +250,8 @@ class Reconstructor:
                 errors.append(" ".join(str(err).split()))
             if len(usable) == VALIDATION_SLICES:
                 return EvaluationSlices.concatenate(usable)
-        logger.warning("%s: no CG-SENSE baseline: too few usable synthetic validation slices (%s); give --validation",
-                       volume.name, errors[-1])
+        logger.warning("%s: no CG-SENSE or l1-wavelet baseline: too few usable synthetic validation slices (%s); "
+                       "give --validation", volume.name, errors[-1])
         return None
 
     @torch.no_grad()
@@ -258,12 +259,13 @@ class Reconstructor:
         """Reconstruct ``volume`` with the network (and the baselines): see the module docstring."""
         sampling = self.sampling(volume)
         validation = self.validation_slices(volume, sampling) if self.settings.baselines else None
+        choice = choose_lambdas(validation) if validation is not None else {}  # once: the volume has one sampling
         middle = volume.num_slices // 2
         images, parts, result = [], [], VolumeResult(np.empty(0), sampling, [])
         for first in range(0, volume.num_slices, self.settings.batch_size):
             kspace = volume.kspace[first:first + self.settings.batch_size]
             slices = self._prepare(kspace, sampling.mask, sampling.retrospective, volume.name)
-            baselines, record = classical_baselines(slices, validation) if self.settings.baselines else ([], {})
+            baselines = classical_baselines(slices, choice) if self.settings.baselines else []
             image = self.spec.reconstruct(self.model, ReconBatch(slices.kspace, slices.mask, slices.maps))
             network = evaluate(self.checkpoint.model_name, image, solver_report(self.model, len(slices)), slices)
             parts.append([*baselines, network])
@@ -271,7 +273,7 @@ class Reconstructor:
             if first <= middle < first + len(slices):
                 result.middle = {r.name: r.image[middle - first].cpu() for r in parts[-1]}
                 result.middle_reference = None if slices.reference is None else slices.reference[middle - first].cpu()
-                result.protocol = {"reference": slices.reference_name, "maps": slices.maps_source, **record}
+                result.protocol = {"reference": slices.reference_name, "maps": slices.maps_source, **choice}
             if progress is not None:
                 progress.update(len(slices))
         result.image = torch.cat(images).numpy()
@@ -327,11 +329,9 @@ def _write_h5(path: Path, image: np.ndarray, mask: torch.Tensor, attrs: dict) ->
 
 
 def _write_png(path: Path, result: VolumeResult, title: str) -> None:
-    metrics = {}
-    for method in result.methods:
-        if method.metrics:
-            index = result.image.shape[0] // 2
-            metrics[method.name] = {"psnr": method.metrics["psnr"][index], "ssim": method.metrics["ssim"][index]}
+    middle = result.image.shape[0] // 2
+    metrics = {method.name: {"psnr": method.metrics["psnr"][middle], "ssim": method.metrics["ssim"][middle]}
+               for method in result.methods if method.metrics}
     comparison_figure(path, result.middle, reference=result.middle_reference,
                       reference_name=result.protocol.get("reference", ""), metrics=metrics, title=title)
 
@@ -344,7 +344,7 @@ def write_outputs(out: Path, name: str, result: VolumeResult, attrs: dict, repor
         _write_png(temporary, result, title)
     write_json(out / f"{name}.json", report)
     with atomic_path(out / f"{name}.h5") as temporary:
-        _write_h5(temporary, crop_to_recon_size(image, attrs), result.sampling.mask, attrs)
+        _write_h5(temporary, image, result.sampling.mask, attrs)
     return out / f"{name}.h5"
 
 
@@ -403,6 +403,7 @@ def _reconstruct_one(reconstructor: Reconstructor, file: Path, out: Path, settin
     with tqdm(total=volume.num_slices, desc=volume.name, unit="slice",
               disable=not (settings.progress and context.is_main)) as progress:
         result = reconstructor.reconstruct(volume, progress)
+    result.image = crop_to_recon_size(result.image, volume.attrs)  # before the attrs' max and norm
     written = write_outputs(out, volume.name, result, reconstructor.output_attrs(volume, result),
                             reconstructor.report(volume, result))
     if result.network.metrics or settings.baselines:

@@ -99,6 +99,7 @@ def test_makefile_installs_fastmri_and_its_imports_are_declared():
 def test_ci_makes_a_fresh_environment_and_runs_the_readme_commands():
     script = (REPO_ROOT / ".ci" / "run").read_text()
     assert "mktemp -d" in script and "-m venv" in script and "README.md" in script
+    assert "\nmake demo\n" in script and "\nmake test\n" in script
     readme = (REPO_ROOT / "README.md").read_text()
     quickstart = readme.split("## Quickstart", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     assert [line for line in quickstart.splitlines() if line.strip()] == ["make demo", "make test"]

@@ -235,6 +235,28 @@ def test_varnet_shared_maps_and_bad_input():
         VarNet.from_fastmri({})
 
 
+def test_varnet_takes_2d_masks():
+    """A 2D mask of whole columns gives the line mask's result (given maps); E2E-VarNet on a genuine
+    2D pattern estimates its maps from the fully sampled centre square only."""
+    from mbdlfast.models.varnet import centre_square
+
+    torch.manual_seed(0)
+    given = VarNet(num_cascades=1, chans=2, pools=1, estimate_sens=False, output="image")
+    mask = line_mask(12, 2, 2)
+    y = undersampled_kspace(2, 2, 10, 12, mask.expand(2, 12))
+    maps = crandn(2, 10, 12)
+    columns_2d = mask.expand(10, 12)
+    torch.testing.assert_close(given(y, columns_2d, maps=maps), given(y, mask, maps=maps))
+    torch.testing.assert_close(given(y, columns_2d.expand(2, 10, 12), maps=maps), given(y, mask, maps=maps))
+    pattern = torch.rand(10, 12) < 0.4
+    pattern[3:8, 4:9] = True  # a 5x5 fully sampled centre around (5, 6)
+    keep = centre_square(pattern.expand(1, 10, 12))[0]
+    assert keep.sum() == 25 and bool(pattern[keep].all())
+    learned = VarNet(num_cascades=1, chans=2, pools=1, sens_chans=2, sens_pools=1, output="image")
+    out = learned(y * pattern, pattern)
+    assert out.shape == (2, 10, 12) and torch.isfinite(out.abs()).all()
+
+
 def test_varnet_gradients_reach_every_parameter():
     model = VarNet(num_cascades=2, chans=2, pools=1, sens_chans=2, sens_pools=1)
     mask = line_mask(16, 2, 4)

@@ -214,6 +214,16 @@ def test_npy_and_cfl_inputs_match_the_h5_input(setup, tmp_path):
     assert "patient_id" not in attrs and (tmp_path / "out" / "one.png").is_file()
 
 
+def test_the_output_is_cropped_to_the_headers_recon_size(setup, tmp_path):
+    kspace = setup_kspace(tmp_path, WIDTH)
+    (tmp_path / "data").mkdir()
+    write_fastmri_h5(tmp_path / "data" / "cropped.h5", kspace, recon_size=(16, 20))
+    assert recon(setup, tmp_path / "out", "--no-baselines", data=tmp_path / "data") == 0
+    image, _, attrs = read_output(tmp_path / "out" / "cropped.h5")
+    assert image.shape == (1, 16, 20)
+    assert attrs["max"] == pytest.approx(image.max()) and attrs["norm"] == pytest.approx(np.linalg.norm(image))
+
+
 def test_undersampled_data_keep_their_own_sampling(setup, tmp_path):
     mask = np.zeros(WIDTH, dtype=bool)
     mask[8:24] = True  # 16 ACS lines around column 16

@@ -20,13 +20,15 @@ from mbdlfast._validation import check_complex, check_ndim, check_same_device, c
 from mbdlfast.models.unet import NormUnet
 from mbdlfast.physics.fft import fft2c, ifft2c
 from mbdlfast.physics.linalg import rss
+from mbdlfast.physics.sense import is_general_2d_mask
 
 OUTPUTS = ("rss", "image", "kspace")
 
 
-def _sampling_mask(mask, batch_size: int, height: int, width: int) -> torch.Tensor:
-    """The sampling mask as bool: 1D lines (W,) or (B,W) (fastMRI's (B|1,1,1,W,1) layout too), or a
-    general 2D pattern (H,W) or (B,H,W) (a 2-D mask whose first dim is not the batch is (H,W))."""
+def _sampling_mask(mask, batch_size: int, height: int, width: int) -> tuple[torch.Tensor, bool]:
+    """The sampling mask as bool and whether it is 2D: 1D lines (W,) or (B,W) (fastMRI's
+    (B|1,1,1,W,1) layout too), or a general 2D pattern (H,W) or (B,H,W) (a 2-D mask whose first dim
+    is not the batch is (H,W), as :func:`mbdlfast.physics.sense.is_general_2d_mask` reads it)."""
     check_tensor("mask", mask)
     if mask.is_complex():
         raise TypeError(f"mask: expected bool or real 0/1 values, got {mask.dtype}")
@@ -36,13 +38,13 @@ def _sampling_mask(mask, batch_size: int, height: int, width: int) -> torch.Tens
             mask = mask[0]
     layout = "a 1D mask (W,) or (B,W), fastMRI's (B,1,1,W,1), or a 2D mask (H,W) or (B,H,W)"
     check_ndim("mask", mask, (1, 2, 3), layout)
-    two_d = mask.dim() == 3 or (mask.dim() == 2 and mask.shape[0] != batch_size)
+    two_d = is_general_2d_mask(mask, batch_size)
     expected = ((height, width), (batch_size, height, width)) if two_d else ((width,), (batch_size, width))
     if tuple(mask.shape) not in expected:
         raise ValueError(f"mask: expected {' or '.join(map(str, expected))} ({layout}), got {tuple(mask.shape)}")
     if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
         raise ValueError("mask: expected only 0/1 values (bool or real)")
-    return mask != 0
+    return mask != 0, two_d
 
 
 def centre_square(mask: torch.Tensor) -> torch.Tensor:
@@ -166,8 +168,7 @@ class VarNet(nn.Module):
         check_complex("masked_kspace", masked_kspace)
         check_ndim("masked_kspace", masked_kspace, (4,), "multicoil k-space (B,C,H,W)")
         batch_size, num_coils, height, width = masked_kspace.shape
-        mask = _sampling_mask(mask, batch_size, height, width)
-        mask_is_2d = mask.dim() == 3 or (mask.dim() == 2 and mask.shape[0] != batch_size)
+        mask, mask_is_2d = _sampling_mask(mask, batch_size, height, width)
         check_same_device(masked_kspace=masked_kspace, mask=mask)
         if self.estimate_sens:
             if maps is not None:
