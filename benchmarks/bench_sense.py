@@ -30,7 +30,8 @@ from common import (  # noqa: E402
     add_output_argument, copy_bandwidth_gbps, cpu_load_note, environment, results_folder, time_calls, write_results,
 )
 
-from mbdlfast.ops import dispatch, reference  # noqa: E402
+from mbdlfast import ops  # noqa: E402
+from mbdlfast.ops import reference  # noqa: E402
 from mbdlfast.physics.masks import equispaced  # noqa: E402
 
 PROVIDERS = ("naive", "torch", "triton", "cuda", "cpp", "auto")
@@ -48,13 +49,14 @@ def minimum_bytes(op: str, coils: int, height: int, width: int, batch: int) -> i
     return 8 * elements
 
 
-def resolve(provider: str, op: str, device: torch.device, sample: tuple):
-    """(callable, chosen backend, None) or (None, None, reason it cannot run)."""
+def resolve(provider: str, op: str, sample: tuple):
+    """(the public op with the provider forced, the backend that runs, None), or (None, None, the
+    reasons it cannot run these inputs)."""
     try:
-        chosen, fn, _ = dispatch.choose(OPS[op], device, provider, sample)
-        return fn, chosen, None
+        chosen = ops.explain(OPS[op], *sample, backend=provider).backend
     except RuntimeError as err:
         return None, None, str(err)
+    return functools.partial(getattr(ops, OPS[op]), backend=provider), chosen, None
 
 
 def make_inputs(coils: int, height: int, width: int, batch: int, accel: int, device: torch.device) -> dict:
@@ -102,7 +104,7 @@ def run(args: argparse.Namespace) -> dict:
                         calls, chosen = {}, {}
                         for provider in args.providers:
                             sample = arguments(op, data["single"], data["mask_device"])
-                            fn, chosen[provider], reason = resolve(provider, op, device, sample)
+                            fn, chosen[provider], reason = resolve(provider, op, sample)
                             if fn is None:
                                 if (provider, op) not in skipped:
                                     print(f"# skip {provider} {op}: {reason}")

@@ -31,7 +31,7 @@ import torch
 from mbdlfast.metrics import psnr_batch, ssim_batch
 from mbdlfast.physics.compressed_sensing import l1_wavelet
 from mbdlfast.physics.espirit_maps import calibration_width, espirit
-from mbdlfast.physics.fft import ifft2c
+from mbdlfast.ops.fft import ifft2c
 from mbdlfast.physics.linalg import cg_sense, rss
 from mbdlfast.physics.sense import SenseOperator
 

@@ -43,7 +43,7 @@ from mbdlfast.finetune.registry import build_model, model_spec
 from mbdlfast.finetune.trainer import Trainer
 from mbdlfast.metrics import psnr_batch, ssim_batch
 from mbdlfast.physics.espirit_maps import espirit
-from mbdlfast.physics.fft import ifft2c
+from mbdlfast.ops.fft import ifft2c
 from mbdlfast.physics.sense import SenseOperator
 from mbdlfast.prune.at_init import METHODS, prune_at_init
 from mbdlfast.prune.masking import sparsity

@@ -1,5 +1,5 @@
 """torch.compile over the public SENSE ops: whole-graph capture (no graph breaks) with the cpp and torch
-backends, results and gradients equal to eager, and the extension ops visible in the captured graph."""
+backends, results and gradients equal to eager; each op is one node of the graph (``mbdlfast::<op>``)."""
 import pytest
 import torch
 
@@ -49,8 +49,7 @@ def test_fullgraph_compile_matches_eager(backend):
         expected = all_ops(x, maps, AHy)
         results = torch.compile(all_ops, backend=recorder, fullgraph=True)(x, maps, AHy)
     assert len(recorder.graphs) == 1
-    uses_extension = "torch.ops.mbdlfast" in recorder.graphs[0]
-    assert uses_extension == (backend == "cpp")
+    assert recorder.graphs[0].count("torch.ops.mbdlfast.") == 6  # the public ops, opaque to the compiler
     for result, eager in zip(results, expected):
         assert result.shape == eager.shape
         torch.testing.assert_close(result, eager, rtol=1e-6, atol=1e-6)
@@ -104,5 +103,5 @@ def test_changing_the_backend_recompiles():
         compiled(x, maps)
     with ops.use_backend("naive"):
         compiled(x, maps)
-    # naive: 2D FFTs between shifts; torch: 1D FFTs along W only.
-    assert len(recorder.graphs) == 2 and "fft2" in recorder.graphs[1] and "fft2" not in recorder.graphs[0]
+    # The backend is an argument of the op: each graph names its own.
+    assert len(recorder.graphs) == 2 and "'torch'" in recorder.graphs[0] and "'naive'" in recorder.graphs[1]

@@ -6,7 +6,7 @@ import torch
 import mbdlfast.ops as ops
 from comparisons import assert_complex64_matches, relative_error, sampled_columns
 from mbdlfast._extension import extension_status
-from mbdlfast.ops import dispatch, reference
+from mbdlfast.ops import reference
 from mbdlfast.physics import masks
 from mbdlfast.ops.torch_fast import circulant_weight
 
@@ -215,23 +215,31 @@ def test_forward_adjoint_with_real_weights_empty_masks_and_repeated_columns():
     assert abs(result - expected) <= 1e-10 * abs(expected)
 
 
-def test_two_dimensional_masks_and_tensor_gamma_take_the_general_path():
+def test_cpp_declines_2d_masks_and_complex_scalars_and_takes_a_tensor_gamma():
     x, maps, _ = make_problem(3, 11, 8, 2, per_batch_maps=True, batched_mask=False)
     mask2d = torch.rand(11, 8) < 0.5
     AHy = torch.randn_like(x)
-    gamma = torch.tensor([[[0.2]], [[0.4]]], dtype=torch.float64)  # per-batch γ
-    assert relative_error(ops.sense_normal(x, maps, mask2d, True, backend="cpp"),
-                          reference.sense_normal(x, maps, mask2d, True)) <= 1e-12
-    assert relative_error(ops.soft_kspace_dc(maps.expand(2, -1, -1, -1), maps, mask2d, 0.5, True, backend="cpp"),
-                          reference.soft_kspace_dc(maps.expand(2, -1, -1, -1), maps, mask2d, 0.5, True)) <= 1e-12
+    with pytest.raises(RuntimeError, match="takes 1d masks, not a 2d mask"):
+        ops.sense_normal(x, maps, mask2d, True, backend="cpp")
+    assert ops.explain("sense_normal", x, maps, mask2d, True).backend == "torch"
+    k = maps.expand(2, -1, -1, -1)
+    assert relative_error(ops.soft_kspace_dc(k, maps, mask2d, 0.5, True, backend="cpp"),
+                          reference.soft_kspace_dc(k, maps, mask2d, 0.5, True)) <= 1e-12
+    with pytest.raises(RuntimeError, match="takes a real scalar, not a complex one"):
+        ops.soft_kspace_dc(k, maps, mask2d, 0.5j, True, backend="cpp")
     mask = torch.rand(8) < 0.5
+    mask[0] = True
+    gamma = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    assert ops.explain("dc_gradient_step", x, maps, mask, AHy, gamma).backend == "cpp"
     assert relative_error(ops.dc_gradient_step(x, maps, mask, AHy, gamma, backend="cpp"),
                           reference.dc_gradient_step(x, maps, mask, AHy, gamma)) <= 1e-12
+    with pytest.raises(ValueError, match="gamma: expected a number or a one-element"):
+        ops.dc_gradient_step(x, maps, mask, AHy, torch.tensor([[[0.2]], [[0.4]]]), backend="cpp")
 
 
 def test_auto_picks_cpp_on_cpu_and_handles_non_contiguous_inputs():
-    assert ops.choose("sense_normal", torch.device("cpu"))[0] == "cpp"
     x, maps, mask = make_problem(2, 9, 10, 2, per_batch_maps=True, batched_mask=False)
+    assert ops.explain("sense_normal", x, maps, mask).backend == "cpp"
     x_t = x.transpose(-1, -2).contiguous().transpose(-1, -2)  # same values, non-contiguous
     assert not x_t.is_contiguous()
     assert relative_error(ops.sense_normal(x_t, maps, mask), reference.sense_normal(x, maps, mask)) <= 1e-12
@@ -244,93 +252,37 @@ def _raw_inputs(dtype=torch.complex128):
     return x, maps, weight
 
 
-def test_opcheck_of_the_registered_ops():
-    x, maps, weight = _raw_inputs()
-    AHy = torch.randn_like(x)
-    k = torch.randn(2, 3, 5, 6, dtype=torch.complex128)
-    lam = torch.tensor(0.4, dtype=torch.float64)
-    for args in ((x, maps, weight), (x.requires_grad_(), maps.requires_grad_(), weight)):
-        torch.library.opcheck(torch.ops.mbdlfast.sense_normal_1d.default, args)
-    torch.library.opcheck(torch.ops.mbdlfast.dc_step_1d.default, (x, maps, weight, AHy, 0.3))
-    torch.library.opcheck(torch.ops.mbdlfast.soft_dc.default, (k, k.flip(-1), weight[:, None, :], lam))
-
-
-def test_opcheck_and_gradcheck_of_forward_and_adjoint():
-    x, maps, _ = _raw_inputs()
-    weight = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0, 0.5]], dtype=torch.float64)
-    columns = torch.tensor([[0, 2, 5], [1, 2, 3]])
-    y = torch.randn(2, 3, 5, 6, dtype=torch.complex128)
-    yc = torch.randn(2, 3, 5, 3, dtype=torch.complex128)
-    for op, args in ((torch.ops.mbdlfast.sense_forward_1d, (x, maps, weight)),
-                     (torch.ops.mbdlfast.sense_adjoint_1d, (y, maps, weight)),
-                     (torch.ops.mbdlfast.sense_forward_compact, (x, maps, columns)),
-                     (torch.ops.mbdlfast.sense_adjoint_compact, (yc, maps, columns[:1]))):
-        data, maps_arg, index = (args[0].clone().requires_grad_(), args[1].clone().requires_grad_(), args[2])
-        torch.library.opcheck(op.default, (data, maps_arg, index))
-        assert torch.autograd.gradcheck(lambda a, s: op(a, s, index), (data, maps_arg))
-
-
-def test_gradcheck_through_image_maps_ahy_and_lambda():
-    x, maps, weight = _raw_inputs()
-    x.requires_grad_()
-    maps.requires_grad_()
-    AHy = torch.randn_like(x, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, s: torch.ops.mbdlfast.sense_normal_1d(a, s, weight), (x, maps))
-    assert torch.autograd.gradcheck(lambda a, s, b: torch.ops.mbdlfast.dc_step_1d(a, s, weight, b, 0.3), (x, maps, AHy))
-    k = torch.randn(2, 3, 5, 6, dtype=torch.complex128, requires_grad=True)
-    y = torch.randn(2, 3, 5, 6, dtype=torch.complex128, requires_grad=True)
-    lam = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b, c: torch.ops.mbdlfast.soft_dc(a, b, weight[:, None, :], c), (k, y, lam))
-    # Shared (C,H,W) maps through the public op: the gradient is summed over the batch.
-    mask = torch.tensor([True, False, True, True, False, True])
-    assert torch.autograd.gradcheck(lambda a, s: ops.sense_normal(a, s, mask, backend="cpp"), (x, maps[0].detach().requires_grad_()))
-
-
 def test_bad_inputs_raise_clear_errors():
     x, maps, weight = _raw_inputs()
     with pytest.raises(RuntimeError, match="maps must have dtype"):
-        torch.ops.mbdlfast.sense_normal_1d(x, maps.to(torch.complex64), weight)
+        torch.ops.mbdlfast_ext.sense_normal(x, maps.to(torch.complex64), weight)
     with pytest.raises(RuntimeError, match="weight must be real"):
-        torch.ops.mbdlfast.sense_normal_1d(x, maps, weight.float())
+        torch.ops.mbdlfast_ext.sense_normal(x, maps, weight.float())
     with pytest.raises(RuntimeError, match="x must be complex"):
-        torch.ops.mbdlfast.sense_normal_1d(x.real.contiguous(), maps, weight)
+        torch.ops.mbdlfast_ext.sense_normal(x.real.contiguous(), maps, weight)
     with pytest.raises(RuntimeError, match="x must be contiguous"):
-        torch.ops.mbdlfast.sense_normal_1d(x.transpose(1, 2), maps, weight)
+        torch.ops.mbdlfast_ext.sense_normal(x.transpose(1, 2), maps, weight)
     with pytest.raises(RuntimeError, match="weight must have 6 columns"):
-        torch.ops.mbdlfast.sense_normal_1d(x, maps, weight[:, :5].contiguous())
+        torch.ops.mbdlfast_ext.sense_normal(x, maps, weight[:, :5].contiguous())
     with pytest.raises(RuntimeError, match="maps batch must be 1 or 2"):
-        torch.ops.mbdlfast.sense_normal_1d(x, maps.expand(3, -1, -1, -1).contiguous(), weight)
+        torch.ops.mbdlfast_ext.sense_normal(x, maps.expand(3, -1, -1, -1).contiguous(), weight)
     with pytest.raises(RuntimeError, match=r"maps must be \(B,C,5,6\)"):
-        torch.ops.mbdlfast.sense_normal_1d(x, maps[..., :4].contiguous(), weight)
+        torch.ops.mbdlfast_ext.sense_normal(x, maps[..., :4].contiguous(), weight)
     with pytest.raises(RuntimeError, match="AHy must have the shape"):
-        torch.ops.mbdlfast.dc_step_1d(x, maps, weight, x[:1].contiguous(), 0.3)
+        torch.ops.mbdlfast_ext.dc_gradient_step(x, maps, weight, x[:1].contiguous(), torch.tensor(0.3))
     k = torch.randn(2, 3, 5, 6, dtype=torch.complex128)
-    with pytest.raises(RuntimeError, match="lam must be a real"):
-        torch.ops.mbdlfast.soft_dc(k, k, weight[:, None, :], torch.tensor([0.1, 0.2], dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="lam must be a real one-element CPU tensor"):
+        torch.ops.mbdlfast_ext.soft_kspace_dc(k, k, weight[:, None, :], torch.tensor([0.1, 0.2], dtype=torch.float64))
     with pytest.raises(RuntimeError, match=r"weight must be \(B\|1, H\|1, W\)"):
-        torch.ops.mbdlfast.soft_dc(k, k, weight, torch.tensor(0.1, dtype=torch.float64))
+        torch.ops.mbdlfast_ext.soft_kspace_dc(k, k, weight, torch.tensor(0.1, dtype=torch.float64))
     with pytest.raises(RuntimeError, match=r"columns must lie in \[0, 6\)"):
-        torch.ops.mbdlfast.sense_forward_compact(x, maps, torch.tensor([[0, 6]]))
+        torch.ops.mbdlfast_ext.sense_forward_compact(x, maps, torch.tensor([[0, 6]]))
     with pytest.raises(RuntimeError, match="columns must have dtype Long"):
-        torch.ops.mbdlfast.sense_forward_compact(x, maps, torch.tensor([[0, 1]], dtype=torch.int32))
+        torch.ops.mbdlfast_ext.sense_forward_compact(x, maps, torch.tensor([[0, 1]], dtype=torch.int32))
     with pytest.raises(RuntimeError, match=r"yc must be \(B,3,5,n_s\)"):
-        torch.ops.mbdlfast.sense_adjoint_compact(k, maps, torch.tensor([[0, 1]]))
+        torch.ops.mbdlfast_ext.sense_adjoint_compact(k, maps, torch.tensor([[0, 1]]))
     with pytest.raises(RuntimeError, match=r"weight must be \(B\|1, W\)"):
-        torch.ops.mbdlfast.sense_forward_1d(x, maps, weight[:, :5].contiguous())
-    with pytest.raises(RuntimeError, match="cpp runs on CPU tensors"):
-        ops.choose("sense_normal", torch.device("meta"), "cpp")
-
-
-def test_auto_follows_the_measured_crossovers(monkeypatch):
-    x, maps, mask = make_problem(4, 20, 16, 1, per_batch_maps=False, batched_mask=False)
-    x, maps = x.to(torch.complex64), maps.to(torch.complex64)
-    assert ops.choose("sense_forward", torch.device("cpu"), None, (x, maps, mask))[0] == "cpp"
-    # A crossover counts batch x maps when the maps are shared: with one at 2 M elements, A at
-    # 15x320x368 (1.8 M per image) takes cpp at batch 4 only.
-    monkeypatch.setitem(dispatch.AUTO_MIN_ELEMENTS, ("cpu", "cpp"), {"sense_forward": 2_000_000})
-    shared_maps, image = torch.empty(15, 320, 368, dtype=torch.complex64), torch.empty(4, 320, 368, dtype=torch.complex64)
-    full_mask = torch.ones(368, dtype=torch.bool)
-    assert ops.choose("sense_forward", torch.device("cpu"), None, (image, shared_maps, full_mask))[0] == "cpp"
-    backend, _, why = ops.choose("sense_forward", torch.device("cpu"), None, (image[:1], shared_maps, full_mask))
-    assert backend == "torch" and "cpp: measured slower" in why
-    assert ops.choose("sense_forward", torch.device("cpu"), "cpp", (image[:1], shared_maps, full_mask))[0] == "cpp"  # forced
+        torch.ops.mbdlfast_ext.sense_forward(x, maps, weight[:, :5].contiguous())
+    with pytest.raises(RuntimeError, match="cpp runs on CPU tensors, not on meta"):
+        ops.explain("sense_normal", x.to("meta"), maps.to("meta"), torch.ones(6, dtype=torch.bool, device="meta"),
+                    backend="cpp")

@@ -13,7 +13,7 @@ import torch
 
 from mbdlfast.data.cfl import read_cfl
 from mbdlfast.physics import espirit
-from mbdlfast.physics.fft import fft2c, ifft2c
+from mbdlfast.ops.fft import fft2c, ifft2c
 from mbdlfast.physics.linalg import cg_sense, rss
 from mbdlfast.physics.masks import equispaced, num_center_lines
 from mbdlfast.physics.sense import SenseOperator

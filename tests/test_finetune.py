@@ -25,7 +25,7 @@ from mbdlfast.finetune.losses import loss_function
 from mbdlfast.finetune.modes import measurement_consistency, parse_mode
 from mbdlfast.finetune.registry import model_spec
 from mbdlfast.finetune.rotations import rotate_bilinear, rotate_quarter_turns
-from mbdlfast.physics.fft import fft2c
+from mbdlfast.ops.fft import fft2c
 from mbdlfast.physics.sense import SenseOperator
 
 TINY = {

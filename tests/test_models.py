@@ -20,7 +20,7 @@ from mbdlfast.models import (  # noqa: E402
     channels_to_complex,
     complex_to_channels,
 )
-from mbdlfast.physics.fft import fft2c, ifft2c  # noqa: E402
+from mbdlfast.ops.fft import fft2c, ifft2c  # noqa: E402
 
 
 def num_params(model: torch.nn.Module) -> int:

@@ -20,7 +20,7 @@ from mbdlfast.data.synthetic import (
 
 
 def centred_fft2_complex128(x: torch.Tensor) -> torch.Tensor:
-    """fastMRI's fft2c written out with numpy in complex128 (independent of mbdlfast.physics.fft)."""
+    """fastMRI's fft2c written out with numpy in complex128 (independent of mbdlfast.ops.fft)."""
     array = np.fft.ifftshift(x.numpy().astype(np.complex128), axes=(-2, -1))
     return torch.from_numpy(np.fft.fftshift(np.fft.fft2(array, norm="ortho"), axes=(-2, -1)))
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import mbdlfast.ops as ops
+from mbdlfast.ops.fft import centring_phases
 from comparisons import assert_complex64_matches, relative_error, sampled_columns
 from mbdlfast.ops import reference, torch_fast
 
@@ -86,17 +87,20 @@ def test_gradients_through_image_and_maps():
 
 
 def test_dispatcher_uses_this_module_for_torch():
-    assert ops.choose("sense_normal", torch.device("cpu"), "torch")[1] is torch_fast.sense_normal
+    from mbdlfast.ops import dispatch
+
+    assert dispatch.kernel(dispatch.Case("sense_normal", torch.device("cpu"), torch.complex64, "1d"),
+                           "torch")[1] is torch_fast.sense_normal
     x, maps, mask, _ = make_problem(2, 8, 6, 1, per_batch_maps=False, mask_kind="1d")
     assert relative_error(ops.sense_normal(x, maps, mask, backend="torch"), reference.sense_normal(x, maps, mask)) <= 1e-12
 
 
 def test_centring_phases_are_cached_and_unit_modulus():
-    q, p = torch_fast.centring_phases(9, torch.device("cpu"), torch.complex128)
-    assert torch_fast.centring_phases(9, torch.device("cpu"), torch.complex128)[0] is q
+    q, p = centring_phases(9, torch.device("cpu"), torch.complex128)
+    assert centring_phases(9, torch.device("cpu"), torch.complex128)[0] is q
     torch.testing.assert_close(q.abs(), torch.ones(9, dtype=torch.float64))
     # Even length: the modulations are the ±1 patterns (−1)^n and (−1)^(N/2)·(−1)^k.
-    q, p = torch_fast.centring_phases(8, torch.device("cpu"), torch.complex128)
+    q, p = centring_phases(8, torch.device("cpu"), torch.complex128)
     signs = torch.tensor([1.0, -1.0] * 4, dtype=torch.complex128)
     torch.testing.assert_close(q, signs)
     torch.testing.assert_close(p, signs)
@@ -107,17 +111,17 @@ def test_naive_backend_is_forced_only_and_runs_the_reference(monkeypatch):
     from mbdlfast.physics.sense import SenseOperator
 
     assert "naive" in ops.available_backends("cpu")
-    backend, fn, why = ops.choose("sense_normal", torch.device("cpu"))
-    assert backend != "naive" and "naive" in why
     for op in ("sense_forward", "sense_adjoint", "sense_normal", "dc_gradient_step", "sense_forward_compact",
                "sense_adjoint_compact", "soft_kspace_dc", "coil_expand", "coil_reduce"):
-        assert ops.choose(op, torch.device("cpu"), "naive")[1] is getattr(reference, op)
+        case = dispatch.Case(op, torch.device("cpu"), torch.complex64, "1d")
+        assert dispatch.decide(case).backend != "naive"
+        assert dispatch.kernel(case, "naive")[1] is getattr(reference, op)
     calls = []
     for op in ("sense_forward", "sense_adjoint", "sense_normal", "dc_gradient_step"):
         def spy(*args, _fn=getattr(reference, op), _op=op):
             calls.append(_op)
             return _fn(*args)
-        monkeypatch.setitem(dispatch._IMPLEMENTATIONS[op], "naive", spy)
+        monkeypatch.setitem(dispatch._KERNELS[op], "naive", dispatch.Kernel(spy))
     x, maps, mask, _ = make_problem(3, 9, 8, 2, per_batch_maps=True, mask_kind="1d")
     operator = SenseOperator(maps, mask)
     with ops.use_backend("naive"):

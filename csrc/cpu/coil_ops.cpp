@@ -85,7 +85,7 @@ at::Tensor coil_reduce_cpu(const at::Tensor& z, const at::Tensor& maps) {
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(mbdlfast, CPU, m) {
+TORCH_LIBRARY_IMPL(mbdlfast_ext, CPU, m) {
   m.impl("coil_expand", &coil_expand_cpu);
   m.impl("coil_reduce", &coil_reduce_cpu);
 }

@@ -787,9 +787,9 @@ at::Tensor sense_adjoint_1d_cpu(const at::Tensor& y, const at::Tensor& maps, con
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(mbdlfast, CPU, m) {
+TORCH_LIBRARY_IMPL(mbdlfast_ext, CPU, m) {
   m.impl("sense_forward_compact", &sense_forward_compact_cpu);
   m.impl("sense_adjoint_compact", &sense_adjoint_compact_cpu);
-  m.impl("sense_forward_1d", &sense_forward_1d_cpu);
-  m.impl("sense_adjoint_1d", &sense_adjoint_1d_cpu);
+  m.impl("sense_forward", &sense_forward_1d_cpu);
+  m.impl("sense_adjoint", &sense_adjoint_1d_cpu);
 }

@@ -13,9 +13,9 @@
 //     well (odd W) or masks that sample most columns.
 // MBDLFAST_ROW_TRANSFORM=pruned|fft forces one of them.
 //
-//   sense_normal_1d(x, maps, weight)          -> A^H A x
-//   dc_step_1d(x, maps, weight, AHy, gamma)   -> x - gamma * (A^H A x - AHy)
-//   soft_dc(k, y, weight, lam)                -> k - lam * weight * (k - y)
+//   sense_normal(x, maps, circulant_weight)                 -> A^H A x
+//   dc_gradient_step(x, maps, circulant_weight, AHy, gamma) -> x - gamma * (A^H A x - AHy)
+//   soft_kspace_dc(k, y, mask, lam)                         -> k - lam * mask * (k - y)
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
@@ -230,13 +230,20 @@ at::Tensor normal_or_step(const at::Tensor& x, const at::Tensor& maps, const at:
   return out;
 }
 
-at::Tensor sense_normal_1d_cpu(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight) {
-  return normal_or_step(x, maps, weight, nullptr, 0.0);
+at::Tensor sense_normal_cpu(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& circulant_weight) {
+  return normal_or_step(x, maps, circulant_weight, nullptr, 0.0);
 }
 
-at::Tensor dc_step_1d_cpu(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight, const at::Tensor& AHy,
-                          double gamma) {
-  return normal_or_step(x, maps, weight, &AHy, gamma);
+// A real one-element CPU tensor as a double (gamma, lam).
+double real_scalar(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.numel() == 1 && !t.is_complex() && t.device().is_cpu(), "mbdlfast cpp: ", name,
+              " must be a real one-element CPU tensor, got ", t.scalar_type(), " ", t.sizes(), " on ", t.device());
+  return t.item<double>();
+}
+
+at::Tensor dc_gradient_step_cpu(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& circulant_weight,
+                                const at::Tensor& AHy, const at::Tensor& gamma) {
+  return normal_or_step(x, maps, circulant_weight, &AHy, real_scalar(gamma, "gamma"));
 }
 
 template <typename real_t>
@@ -260,18 +267,17 @@ void soft_dc_rows(const at::Tensor& k, const at::Tensor& y, const at::Tensor& we
 }
 
 // k - lam * weight * (k - y); weight (B|1, H|1, W) real, broadcast over coils.
-at::Tensor soft_dc_cpu(const at::Tensor& k, const at::Tensor& y, const at::Tensor& weight, const at::Tensor& lam) {
+at::Tensor soft_kspace_dc_cpu(const at::Tensor& k, const at::Tensor& y, const at::Tensor& weight, const at::Tensor& lam) {
   check_cpu_complex(k, "k");
   check_cpu_tensor(y, "y", k.scalar_type());
   check_weight(weight, k.scalar_type());
   TORCH_CHECK(k.dim() == 4, "mbdlfast cpp: k must be (B,C,H,W), got ", k.sizes());
   TORCH_CHECK(y.sizes() == k.sizes(), "mbdlfast cpp: y must have the shape of k ", k.sizes(), ", got ", y.sizes());
-  TORCH_CHECK(lam.numel() == 1 && !lam.is_complex() && lam.device().is_cpu(), "mbdlfast cpp: lam must be a real CPU scalar");
   const int64_t B = k.size(0), H = k.size(2), W = k.size(3);
   TORCH_CHECK(weight.dim() == 3 && (weight.size(0) == 1 || weight.size(0) == B) && (weight.size(1) == 1 || weight.size(1) == H) &&
                   weight.size(2) == W,
               "mbdlfast cpp: weight must be (B|1, H|1, W) with B=", B, " H=", H, " W=", W, ", got ", weight.sizes());
-  const double lam_value = lam.item<double>();
+  const double lam_value = real_scalar(lam, "lam");
   auto out = at::empty_like(k);
   AT_DISPATCH_COMPLEX_TYPES(k.scalar_type(), "mbdlfast_soft_dc", [&] {
     soft_dc_rows<typename scalar_t::value_type>(k, y, weight, lam_value, out);
@@ -281,8 +287,8 @@ at::Tensor soft_dc_cpu(const at::Tensor& k, const at::Tensor& y, const at::Tenso
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(mbdlfast, CPU, m) {
-  m.impl("sense_normal_1d", &sense_normal_1d_cpu);
-  m.impl("dc_step_1d", &dc_step_1d_cpu);
-  m.impl("soft_dc", &soft_dc_cpu);
+TORCH_LIBRARY_IMPL(mbdlfast_ext, CPU, m) {
+  m.impl("sense_normal", &sense_normal_cpu);
+  m.impl("dc_gradient_step", &dc_gradient_step_cpu);
+  m.impl("soft_kspace_dc", &soft_kspace_dc_cpu);
 }

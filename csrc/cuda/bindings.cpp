@@ -11,7 +11,7 @@ cudaError_t mbdlfast_cuda_expand(const float2* x, const float2* maps, const floa
                                  int64_t B, int64_t C, int64_t H, int64_t W, int shared_maps, cudaStream_t stream);
 cudaError_t mbdlfast_cuda_reduce(const float2* z, const float2* maps, const float2* phase_h, const float2* phase_w, float2* out,
                                  int64_t B, int64_t C, int64_t H, int64_t W, int shared_maps, cudaStream_t stream);
-cudaError_t mbdlfast_cuda_soft_dc(const float2* k, const float2* y, const float* weight, float lam, float2* out, int64_t B,
+cudaError_t mbdlfast_cuda_soft_dc(const float2* k, const float2* y, const float* weight, const float* lam, float2* out, int64_t B,
                                   int64_t C, int64_t H, int64_t W, int64_t weight_b_stride, int64_t weight_h_stride,
                                   cudaStream_t stream);
 cudaError_t mbdlfast_cuda_mask_phase(float2* k, const float* weight, const float2* phase_h, const float2* phase_w, int64_t B,
@@ -23,7 +23,7 @@ cudaError_t mbdlfast_cuda_gather_columns(const float2* rows, const int64_t* colu
 cudaError_t mbdlfast_cuda_scatter_columns(const float2* compact, const int64_t* columns, const float2* phase_w, float2* full,
                                           int64_t B, int64_t C, int64_t H, int64_t W, int64_t n, int64_t columns_b_stride,
                                           cudaStream_t stream);
-cudaError_t mbdlfast_cuda_normal_1d(const float2* x, const float2* maps, const float* weight, const float2* AHy, float gamma,
+cudaError_t mbdlfast_cuda_normal_1d(const float2* x, const float2* maps, const float* weight, const float2* AHy, const float* gamma,
                                     float2* out, int64_t B, int64_t C, int64_t H, int64_t W, int shared_maps, int shared_weight,
                                     cudaStream_t stream);
 }
@@ -78,8 +78,14 @@ at::Tensor coil_reduce_cuda(const at::Tensor& z, const at::Tensor& maps) {
   return out;
 }
 
+// A real one-element float32 tensor on like's device (gamma, lam), read by the kernel itself.
+void check_device_scalar(const at::Tensor& t, const char* name, const at::Tensor& like) {
+  check_cuda_tensor(t, name, at::kFloat, like);
+  TORCH_CHECK(t.numel() == 1, "mbdlfast cuda: ", name, " must have one element, got ", t.sizes());
+}
+
 at::Tensor normal_or_step(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight, const at::Tensor* AHy,
-                          double gamma) {
+                          const at::Tensor* gamma) {
   check_cuda_tensor(x, "x", at::kComplexFloat, x);
   TORCH_CHECK(x.dim() == 3, "mbdlfast cuda: x must be (B,H,W), got ", x.sizes());
   const int64_t B = x.size(0), H = x.size(1), W = x.size(2);
@@ -91,26 +97,27 @@ at::Tensor normal_or_step(const at::Tensor& x, const at::Tensor& maps, const at:
   if (AHy) {
     check_cuda_tensor(*AHy, "AHy", at::kComplexFloat, x);
     TORCH_CHECK(AHy->sizes() == x.sizes(), "mbdlfast cuda: AHy must have the shape of x ", x.sizes(), ", got ", AHy->sizes());
+    check_device_scalar(*gamma, "gamma", x);
   }
   const c10::cuda::CUDAGuard guard(x.device());
   auto out = at::empty_like(x);
   check_launch(mbdlfast_cuda_normal_1d(as_float2(x), as_float2(maps), weight.data_ptr<float>(), AHy ? as_float2(*AHy) : nullptr,
-                                       static_cast<float>(gamma), as_float2_mut(out), B, maps.size(1), H, W, maps.size(0) == 1,
+                                       gamma ? gamma->data_ptr<float>() : nullptr, as_float2_mut(out), B, maps.size(1), H, W, maps.size(0) == 1,
                                        weight.size(0) == 1, c10::cuda::getCurrentCUDAStream()),
-               "sense_normal_1d");
+               "sense_normal");
   return out;
 }
 
-at::Tensor sense_normal_1d_cuda(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight) {
-  return normal_or_step(x, maps, weight, nullptr, 0.0);
+at::Tensor sense_normal_cuda(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& circulant_weight) {
+  return normal_or_step(x, maps, circulant_weight, nullptr, nullptr);
 }
 
-at::Tensor dc_step_1d_cuda(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& weight, const at::Tensor& AHy,
-                           double gamma) {
-  return normal_or_step(x, maps, weight, &AHy, gamma);
+at::Tensor dc_gradient_step_cuda(const at::Tensor& x, const at::Tensor& maps, const at::Tensor& circulant_weight,
+                                 const at::Tensor& AHy, const at::Tensor& gamma) {
+  return normal_or_step(x, maps, circulant_weight, &AHy, &gamma);
 }
 
-at::Tensor soft_dc_cuda(const at::Tensor& k, const at::Tensor& y, const at::Tensor& weight, const at::Tensor& lam) {
+at::Tensor soft_kspace_dc_cuda(const at::Tensor& k, const at::Tensor& y, const at::Tensor& weight, const at::Tensor& lam) {
   check_cuda_tensor(k, "k", at::kComplexFloat, k);
   check_cuda_tensor(y, "y", at::kComplexFloat, k);
   check_cuda_tensor(weight, "weight", at::kFloat, k);
@@ -120,14 +127,13 @@ at::Tensor soft_dc_cuda(const at::Tensor& k, const at::Tensor& y, const at::Tens
   TORCH_CHECK(weight.dim() == 3 && (weight.size(0) == 1 || weight.size(0) == B) && (weight.size(1) == 1 || weight.size(1) == H) &&
                   weight.size(2) == W,
               "mbdlfast cuda: weight must be (B|1, H|1, W), got ", weight.sizes());
-  TORCH_CHECK(lam.numel() == 1 && !lam.is_complex(), "mbdlfast cuda: lam must be a real scalar tensor");
-  const float lam_value = lam.item<float>();  // one host sync; lam is a scalar parameter
+  check_device_scalar(lam, "lam", k);
   const c10::cuda::CUDAGuard guard(k.device());
   auto out = at::empty_like(k);
-  check_launch(mbdlfast_cuda_soft_dc(as_float2(k), as_float2(y), weight.data_ptr<float>(), lam_value, as_float2_mut(out), B, C, H,
+  check_launch(mbdlfast_cuda_soft_dc(as_float2(k), as_float2(y), weight.data_ptr<float>(), lam.data_ptr<float>(), as_float2_mut(out), B, C, H,
                                      W, weight.size(0) == 1 ? 0 : weight.size(1) * W, weight.size(1) == 1 ? 0 : W,
                                      c10::cuda::getCurrentCUDAStream()),
-               "soft_dc");
+               "soft_kspace_dc");
   return out;
 }
 
@@ -281,14 +287,14 @@ at::Tensor sense_adjoint_compact_cuda(const at::Tensor& yc, const at::Tensor& ma
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(mbdlfast, CUDA, m) {
+TORCH_LIBRARY_IMPL(mbdlfast_ext, CUDA, m) {
   m.impl("coil_expand", &coil_expand_cuda);
   m.impl("coil_reduce", &coil_reduce_cuda);
-  m.impl("sense_normal_1d", &sense_normal_1d_cuda);
-  m.impl("dc_step_1d", &dc_step_1d_cuda);
-  m.impl("soft_dc", &soft_dc_cuda);
-  m.impl("sense_forward_1d", &sense_forward_1d_cuda);
-  m.impl("sense_adjoint_1d", &sense_adjoint_1d_cuda);
+  m.impl("sense_normal", &sense_normal_cuda);
+  m.impl("dc_gradient_step", &dc_gradient_step_cuda);
+  m.impl("soft_kspace_dc", &soft_kspace_dc_cuda);
+  m.impl("sense_forward", &sense_forward_1d_cuda);
+  m.impl("sense_adjoint", &sense_adjoint_1d_cuda);
   m.impl("sense_forward_compact", &sense_forward_compact_cuda);
   m.impl("sense_adjoint_compact", &sense_adjoint_compact_cuda);
 }

@@ -73,11 +73,12 @@ __global__ void mask_phase_kernel(float2* __restrict__ k, const float* __restric
   }
 }
 
-// out = k - lam * weight * (k - y)
+// out = k - lam * weight * (k - y); lam is read on the device (no host sync, capturable in a CUDA graph)
 __global__ void soft_dc_kernel(const float2* __restrict__ k, const float2* __restrict__ y, const float* __restrict__ weight,
-                               float lam, float2* __restrict__ out, int64_t B, int64_t C, int64_t H, int64_t W,
+                               const float* __restrict__ lam_ptr, float2* __restrict__ out, int64_t B, int64_t C, int64_t H, int64_t W,
                                int64_t weight_b_stride, int64_t weight_h_stride) {
   const int64_t total = B * C * H * W;
+  const float lam = *lam_ptr;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
     const int64_t w = i % W, h = (i / W) % H, b = i / (W * H * C);
     const float f = lam * weight[b * weight_b_stride + h * weight_h_stride + w];
@@ -93,7 +94,7 @@ __global__ void soft_dc_kernel(const float2* __restrict__ k, const float2* __res
 // only, then the back-projection, accumulating conj(S_c) * (...) in registers: x and the maps are
 // read once and the row written once. Cost per row: 2 C W n_s complex multiply-adds.
 __global__ void normal_1d_kernel(const float2* __restrict__ x, const float2* __restrict__ maps, const float* __restrict__ weight,
-                                 const float2* __restrict__ AHy, float gamma, float2* __restrict__ out, int64_t C, int64_t H,
+                                 const float2* __restrict__ AHy, const float* __restrict__ gamma_ptr, float2* __restrict__ out, int64_t C, int64_t H,
                                  int W, bool shared_maps, bool shared_weight) {
   extern __shared__ float2 smem[];
   float2* twiddle = smem;             // W: exp(-2 pi i t / W)
@@ -173,6 +174,7 @@ __global__ void normal_1d_kernel(const float2* __restrict__ x, const float2* __r
     const int w = threadIdx.x + k * blockDim.x;
     if (w >= W) break;
     if (AHy) {
+      const float gamma = *gamma_ptr;
       const float2 a = AHy[b * HW + h * W + w], xv = x_row[w];
       dst[w] = make_float2(xv.x - gamma * (acc[k].x - a.x), xv.y - gamma * (acc[k].y - a.y));
     } else {
@@ -238,7 +240,7 @@ cudaError_t mbdlfast_cuda_mask_phase(float2* k, const float* weight, const float
   return cudaGetLastError();
 }
 
-cudaError_t mbdlfast_cuda_soft_dc(const float2* k, const float2* y, const float* weight, float lam, float2* out, int64_t B,
+cudaError_t mbdlfast_cuda_soft_dc(const float2* k, const float2* y, const float* weight, const float* lam, float2* out, int64_t B,
                                   int64_t C, int64_t H, int64_t W, int64_t weight_b_stride, int64_t weight_h_stride,
                                   cudaStream_t stream) {
   soft_dc_kernel<<<grid_for(B * C * H * W), kThreads, 0, stream>>>(k, y, weight, lam, out, B, C, H, W, weight_b_stride,
@@ -265,7 +267,7 @@ cudaError_t mbdlfast_cuda_scatter_columns(const float2* compact, const int64_t* 
 // Shared memory needed by the fused normal kernel, in bytes ((C + 4) W complex values + W ints).
 size_t mbdlfast_cuda_normal_1d_smem(int64_t C, int64_t W) { return (size_t)((C + 4) * W) * sizeof(float2) + (size_t)W * sizeof(int); }
 
-cudaError_t mbdlfast_cuda_normal_1d(const float2* x, const float2* maps, const float* weight, const float2* AHy, float gamma,
+cudaError_t mbdlfast_cuda_normal_1d(const float2* x, const float2* maps, const float* weight, const float2* AHy, const float* gamma,
                                     float2* out, int64_t B, int64_t C, int64_t H, int64_t W, int shared_maps, int shared_weight,
                                     cudaStream_t stream) {
   if (W > kThreads * kMaxColumnsPerThread) return cudaErrorInvalidValue;

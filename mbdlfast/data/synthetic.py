@@ -34,7 +34,7 @@ from mbdlfast._validation import check_int
 from mbdlfast.outputs import atomic_path
 from mbdlfast.data.image_magnitudes import image_paths, image_view, is_image_family
 from mbdlfast.physics.coils import pixel_grid, simulate_coil_maps
-from mbdlfast.physics.fft import fft2c, ifft2c
+from mbdlfast.ops.fft import fft2c, ifft2c
 
 logger = logging.getLogger(__name__)
 

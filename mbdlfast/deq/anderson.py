@@ -84,7 +84,7 @@ def anderson(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, *, m: 
     if weights not in ("complex", "real"):
         raise ValueError(f"weights: expected 'complex' or 'real', got {weights!r}")
     real_weights = weights == "real" or not x0.is_complex()
-    backend, residual_gram, mix = step_functions(x0.device, step_backend)
+    backend, residual_gram, mix = step_functions(x0, step_backend)
 
     fmap = FlatMap(f, x0)
     x0_flat = fmap.flatten(x0.detach())

@@ -20,12 +20,16 @@ from typing import Callable
 
 import torch
 
-from mbdlfast.ops.dispatch import choose, register
+from mbdlfast.ops.dispatch import Case, kernel, register
 
 _BLOCK = 1024
 
 
-@register("deq.residual_gram", "torch")
+# Both backends take real and complex states in single and double precision.
+_STATES = (torch.float32, torch.float64, torch.complex64, torch.complex128)
+
+
+@register("deq.residual_gram", "torch", dtypes=_STATES)
 def residual_gram_torch(fx, x_hist, g_hist, slot: int):
     g = fx - x_hist[slot]
     g_hist[slot] = g
@@ -35,7 +39,7 @@ def residual_gram_torch(fx, x_hist, g_hist, slot: int):
     return col, fx_norm2
 
 
-@register("deq.mix", "torch")
+@register("deq.mix", "torch", dtypes=_STATES)
 def mix_torch(x_hist, g_hist, alpha, running, improved, best, slot: int, next_slot: int, n_valid: int, beta: float):
     x = x_hist[slot]
     torch.where(improved[:, None], x, best, out=best)
@@ -49,7 +53,7 @@ def _as_real(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
 
 
-@register("deq.residual_gram", "triton")
+@register("deq.residual_gram", "triton", dtypes=_STATES)
 def residual_gram_triton(fx, x_hist, g_hist, slot: int):
     from mbdlfast.kernels.anderson_step import residual_gram_kernel
 
@@ -66,7 +70,7 @@ def residual_gram_triton(fx, x_hist, g_hist, slot: int):
     return col, sums[:, 2 * m]
 
 
-@register("deq.mix", "triton")
+@register("deq.mix", "triton", dtypes=_STATES)
 def mix_triton(x_hist, g_hist, alpha, running, improved, best, slot: int, next_slot: int, n_valid: int, beta: float):
     from mbdlfast.kernels.anderson_step import mix_kernel
 
@@ -78,10 +82,10 @@ def mix_triton(x_hist, g_hist, alpha, running, improved, best, slot: int, next_s
         M=m, IS_COMPLEX=x_hist.is_complex(), BLOCK=_BLOCK)
 
 
-def step_functions(device: torch.device, backend: str = "auto") -> tuple[str, Callable, Callable]:
-    """``(backend, residual_gram, mix)`` for tensors on ``device``; ``auto`` = triton on CUDA."""
+def step_functions(state: torch.Tensor, backend: str = "auto") -> tuple[str, Callable, Callable]:
+    """``(backend, residual_gram, mix)`` for iterates like ``state``; ``auto`` = triton on CUDA."""
     if backend not in ("auto", "torch", "triton"):
         raise ValueError(f"step_backend: expected 'auto', 'torch' or 'triton', got {backend!r}")
-    name, residual_gram, _ = choose("deq.residual_gram", device, backend)
-    _, mix, _ = choose("deq.mix", device, name)
+    name, residual_gram = kernel(Case("deq.residual_gram", state.device, state.dtype), backend)
+    _, mix = kernel(Case("deq.mix", state.device, state.dtype), name)
     return name, residual_gram, mix

@@ -24,7 +24,7 @@ from mbdlfast.data.volumes import VolumeSlices
 from mbdlfast.finetune.config import DataConfig
 from mbdlfast.physics import masks
 from mbdlfast.physics import espirit
-from mbdlfast.physics.fft import fft2c, ifft2c
+from mbdlfast.ops.fft import fft2c, ifft2c
 from mbdlfast.physics.sense import SenseOperator
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Rotations of complex images and coil maps, the group actions T_g of equivariant imaging.
 
 Both functions rotate each sample of a (B, ..., H, W) tensor about the pixel (H//2, W//2), the
-pixel the centred FFT (:func:`mbdlfast.physics.fft.fft2c`) treats as the origin, so a rotation
+pixel the centred FFT (:func:`mbdlfast.ops.fft.fft2c`) treats as the origin, so a rotation
 commutes with it: F·T_g = T_g·F.
 
 * :func:`rotate_quarter_turns` (square images only): multiples of 90°. These are permutations of

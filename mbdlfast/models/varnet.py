@@ -18,7 +18,7 @@ from torch import nn
 from mbdlfast import ops
 from mbdlfast._validation import check_complex, check_ndim, check_same_device, check_shape, check_tensor
 from mbdlfast.models.unet import NormUnet
-from mbdlfast.physics.fft import fft2c, ifft2c
+from mbdlfast.ops.fft import fft2c, ifft2c
 from mbdlfast.physics.linalg import rss
 from mbdlfast.physics.sense import is_general_2d_mask
 

@@ -5,9 +5,9 @@ The centred orthonormal DFT of length N (fastMRI's ``fftc``) is, for any N, even
     X[k] = N^(-1/2) Σ_n x[n] ω^((k−c)(n−c)),   ω = exp(−2πi/N),  c = N // 2,
 
 so no fftshift is needed: along the phase-encode dimension W the kernels multiply by the rows of
-this matrix at the sampled columns only (weighted by the mask values), and along H a plain FFT
-is centred by the modulation identity X[k] = ω^(c²−ck) · FFT(ω^(−cn) x[n])[k] (inverse:
-x[n] = ω^(cn−c²) · IFFT(ω^(ck) X[k])[n]). Exponents are reduced mod N in float64 before the cast.
+this matrix at the sampled columns only (weighted by the mask values); along H a plain FFT is
+centred by modulation (:func:`mbdlfast.ops.fft.centring_phases`). Exponents are reduced mod N in
+int64 before the float64 phase.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import dataclasses
 import math
 import threading
 import weakref
-from typing import NamedTuple
 
 import torch
 
@@ -108,6 +107,8 @@ def _content_key(source: torch.Tensor, width: int, is_columns: bool) -> tuple:
     host = source.detach().to("cpu")
     host = host.unsqueeze(0) if host.dim() == 1 else host
     if is_columns:
+        if host.numel() and (int(host.min()) < 0 or int(host.max()) >= width):
+            raise ValueError(f"columns: indices must lie in [0, {width}), got range [{int(host.min())}, {int(host.max())}]")
         columns = tuple(tuple(int(c) for c in row) for row in host)
         weights = tuple((1.0,) * len(row) for row in columns)
     else:
@@ -128,29 +129,3 @@ def row_dft_from_mask(mask: torch.Tensor, width: int) -> SampledRowDft:
 def row_dft_from_columns(columns: torch.Tensor, width: int) -> SampledRowDft:
     """Constants for sampled column indices (n_s,) or (B,n_s) in compact k-space order, weight 1."""
     return _ROW_DFT_CACHE.get(columns, width, is_columns=True)
-
-
-class CentringPhases(NamedTuple):
-    """Modulations along H (complex64, (H,)): fftc(x) = post · fft(pre · x, norm="ortho") and
-    ifftc(X) = post_inverse · ifft(pre_inverse · X, norm="ortho") (the inverses are the conjugates)."""
-
-    pre: torch.Tensor
-    post: torch.Tensor
-    pre_inverse: torch.Tensor
-    post_inverse: torch.Tensor
-
-
-_PHASE_CACHE: dict[tuple[int, str], CentringPhases] = {}
-
-
-def centring_phases(height: int, device: torch.device) -> CentringPhases:
-    """The cached centring modulations of a length-``height`` FFT on ``device``."""
-    key = (height, str(device))
-    if key not in _PHASE_CACHE:
-        c = height // 2
-        n = torch.arange(height, dtype=torch.int64)
-        pre = _unit_phase((-c * n) % height, height).to(torch.complex64)
-        post = _unit_phase((c * c - c * n) % height, height).to(torch.complex64)
-        _PHASE_CACHE[key] = CentringPhases(*(p.to(device) for p in (pre, post, pre.conj().resolve_conj(),
-                                                                       post.conj().resolve_conj())))
-    return _PHASE_CACHE[key]

@@ -1,20 +1,29 @@
-"""Backend dispatcher: which implementation of an op runs, and why.
+"""Backend dispatcher: which forward kernel of an op runs for given inputs, and why.
 
 Backends: ``torch`` (everywhere), ``triton`` (CUDA tensors; CPU tensors only under
 ``TRITON_INTERPRET=1``, for tests), ``cpp`` (CPU, the OpenMP extension), ``cuda`` (the CUDA
 extension) and ``naive`` (everywhere: the fastMRI-style reference with separate multiply, shift, FFT
-and mask passes, the paper-style baseline; only ever forced, ``auto`` never picks it). ``auto``
-takes the first available backend in the device's preference order, which the benchmarks in
-``benchmarks/`` justify, skipping a backend on the inputs where it measured slower than the next one
-(:data:`AUTO_MIN_ELEMENTS`); ``MBDLFAST_BACKEND`` or :func:`use_backend` force one, and a forced backend
-that cannot run raises with every reason. The automatic choice never raises.
+and mask passes, the paper-style baseline; only ever forced).
+
+Each backend registers a forward kernel per op with what that kernel takes (:class:`Kernel`:
+dtypes, mask kinds, complex scalars, size limits read from the device). The dispatcher decides on
+the inputs' metadata (a :class:`Case`: no data is read, so deciding never waits on a device):
+
+* ``auto`` walks the device's :data:`AUTO_ORDER` and takes the first backend that can run the
+  case; ``naive`` is never in it, so ``auto`` never lands on the baseline;
+* a forced backend (``backend=``, :func:`use_backend`, ``MBDLFAST_BACKEND``) that cannot run the
+  case raises with every reason.
+
+:func:`explain` gives the decision and each skipped backend's reasons; ``mbdlfast info`` and the
+benchmarks print it, so a label always names what ran. Gradients are not a backend's concern: the
+public op (:mod:`mbdlfast.ops.definitions`) has one autograd formula over these forward kernels.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib.util
-import math
 import os
 import threading
 from typing import Callable, Iterator
@@ -24,28 +33,72 @@ import torch
 from mbdlfast._extension import cuda_extension_status, extension_status
 
 BACKENDS = ("torch", "triton", "cpp", "cuda", "naive")
-# Backends "auto" may pick, per device type, fastest first; "naive" is deliberately absent.
+# Backends "auto" may pick, per device type, in order; "naive" is deliberately absent.
 AUTO_ORDER = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpp", "torch")}
+COMPLEX_DTYPES = (torch.complex64, torch.complex128)
 
-# Measured crossovers: on inputs with fewer coil-data elements (batch x coils x H x W, see
-# _coil_elements) than a backend's entry for an op, "auto" skips that backend (its per-call costs
-# outweigh its savings there). Empty on CPU since the pruned row transform: cpp is at least as fast
-# as torch from 4x64x64 up (benchmarks/bench_sense.py); the GPU backends are still to be measured.
-AUTO_MIN_ELEMENTS: dict[tuple[str, str], dict[str, float]] = {}
 
-_IMPLEMENTATIONS: dict[str, dict[str, Callable]] = {}
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """What a backend decides on, read from the inputs' metadata only.
+
+    ``mask``: "1d" (lines along W), "2d" (a general pattern) or None (the op takes no mask);
+    ``scalar``: "real", "complex" or None (the op's γ or λ); sizes are the coil data's (B,C,H,W).
+    """
+
+    op: str
+    device: torch.device
+    dtype: torch.dtype
+    mask: str | None = None
+    scalar: str | None = None
+    batch: int = 0
+    coils: int = 0
+    height: int = 0
+    width: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    """A backend's forward kernel of one op and the inputs it takes.
+
+    ``limits(case)`` returns the reason a size is out of the kernel's reach (read from the device
+    where that is where the limit comes from), or None.
+    """
+
+    fn: Callable
+    dtypes: tuple[torch.dtype, ...] = COMPLEX_DTYPES
+    masks: tuple[str, ...] = ("1d", "2d")
+    complex_scalars: bool = True
+    limits: Callable[[Case], str | None] | None = None
+
+    def refusals(self, case: Case) -> list[str]:
+        """Why this kernel cannot run ``case`` (empty when it can)."""
+        reasons = []
+        if case.dtype not in self.dtypes:
+            reasons.append(f"takes {'/'.join(str(d).removeprefix('torch.') for d in self.dtypes)}, "
+                           f"not {str(case.dtype).removeprefix('torch.')}")
+        if case.mask is not None and case.mask not in self.masks:
+            reasons.append(f"takes {'/'.join(self.masks)} masks, not a {case.mask} mask")
+        if case.scalar == "complex" and not self.complex_scalars:
+            reasons.append("takes a real scalar, not a complex one")
+        if self.limits is not None and (limit := self.limits(case)) is not None:
+            reasons.append(limit)
+        return reasons
+
+
+_KERNELS: dict[str, dict[str, Kernel]] = {}
 # The backend forced by use_backend, per thread. A threading.local rather than a ContextVar because
 # torch.compile traces (and guards on) attribute reads of it but cannot trace ContextVar.get.
 _forced = threading.local()
 
 
-def register(op: str, backend: str) -> Callable[[Callable], Callable]:
-    """Decorator: ``fn`` implements ``op`` on ``backend``."""
+def register(op: str, backend: str, **support) -> Callable[[Callable], Callable]:
+    """Decorator: ``fn`` is ``backend``'s forward kernel of ``op``; ``support`` are :class:`Kernel` fields."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}")
 
     def wrap(fn: Callable) -> Callable:
-        _IMPLEMENTATIONS.setdefault(op, {})[backend] = fn
+        _KERNELS.setdefault(op, {})[backend] = Kernel(fn, **support)
         return fn
 
     return wrap
@@ -69,7 +122,7 @@ def _cuda_extension_status() -> tuple[bool, str]:
 
 
 def backend_unavailable_reason(backend: str, device: torch.device) -> str | None:
-    """None when ``backend`` can run on ``device`` here, else the reason it cannot."""
+    """None when ``backend`` can run on ``device`` in this process, else the reason it cannot."""
     device = torch.device(device)
     if backend in ("torch", "naive"):
         return None
@@ -102,8 +155,7 @@ def available_backends(device: torch.device | str = "cpu") -> list[str]:
 @contextlib.contextmanager
 def use_backend(backend: str) -> Iterator[None]:
     """Force ``backend`` (or ``"auto"``) for the ops called inside the block."""
-    if backend != "auto" and backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {BACKENDS} or 'auto', got {backend!r}")
+    _check_backend_name(backend)
     previous = getattr(_forced, "backend", None)
     _forced.backend = backend
     try:
@@ -112,72 +164,92 @@ def use_backend(backend: str) -> Iterator[None]:
         _forced.backend = previous
 
 
+def _check_backend_name(backend: str) -> None:
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS} or 'auto', got {backend!r}")
+
+
 def requested_backend(explicit: str | None = None) -> str:
     """The backend asked for: an explicit argument, then use_backend, then MBDLFAST_BACKEND, else auto."""
     for choice in (explicit, getattr(_forced, "backend", None), os.environ.get("MBDLFAST_BACKEND")):
         if choice:
+            _check_backend_name(choice)
             return choice
     return "auto"
 
 
-def choose(op: str, device: torch.device, backend: str | None = None, args: tuple = ()) -> tuple[str, Callable, str]:
-    """Pick the implementation of ``op`` for tensors on ``device``: ``(backend, fn, why)``.
+def refusals(backend: str, case: Case) -> list[str]:
+    """Every reason ``backend`` cannot run ``case``: not implemented, not available here, or inputs
+    its kernel does not take."""
+    kernel = _KERNELS.get(case.op, {}).get(backend)
+    if kernel is None:
+        return [f"{case.op} has no {backend} kernel"]
+    if (reason := backend_unavailable_reason(backend, case.device)) is not None:
+        return [reason]
+    return kernel.refusals(case)
 
-    ``args`` are the op's arguments; the automatic choice may depend on their shapes."""
-    impls = _IMPLEMENTATIONS.get(op)
-    if not impls:
-        raise KeyError(f"op: no implementation registered for {op!r}")
-    wanted = requested_backend(backend)
-    if wanted != "auto":
-        reasons = []
-        if wanted not in impls:
-            reasons.append(f"{op} has no {wanted} implementation (it has {sorted(impls)})")
-        reason = backend_unavailable_reason(wanted, device)
-        if reason:
-            reasons.append(reason)
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The backend that runs ``case``, what was asked for, and why each backend before it was skipped."""
+
+    backend: str
+    requested: str
+    skipped: dict[str, list[str]]
+
+    def __str__(self) -> str:
+        if self.requested != "auto":
+            return f"{self.backend} (forced)"
+        why = "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in self.skipped.items())
+        return f"{self.backend} (auto" + (f"; skipped {why})" if why else ")")
+
+
+def decide(case: Case, requested: str = "auto") -> Decision:
+    """The backend for ``case``; raises when a forced backend cannot run it (with its reasons)."""
+    if case.op not in _KERNELS:
+        raise KeyError(f"op: no kernel registered for {case.op!r}")
+    if requested != "auto":
+        reasons = refusals(requested, case)
         if reasons:
-            raise RuntimeError(f"backend {wanted!r} cannot run {op} on {device}: " + "; ".join(reasons))
-        return wanted, impls[wanted], "forced"
-    skipped = []
-    for candidate in AUTO_ORDER.get(device.type, ("torch",)):
-        if candidate not in impls:
-            skipped.append(f"{candidate}: not implemented")
-            continue
-        threshold = AUTO_MIN_ELEMENTS.get((device.type, candidate), {}).get(op, 0)
-        if threshold and args and _coil_elements(args) < threshold:
-            skipped.append(f"{candidate}: measured slower than the next backend below {threshold:,} elements")
-            continue
-        reason = backend_unavailable_reason(candidate, device)
-        if reason is None:
-            why = ("auto: first available in " + "/".join(AUTO_ORDER.get(device.type, ("torch",)))
-                   + " ('naive' is the baseline and only runs when forced)")
-            return candidate, impls[candidate], why + (f" (skipped {'; '.join(skipped)})" if skipped else "")
-        skipped.append(f"{candidate}: {reason}")
-    return "torch", impls["torch"], "auto: fallback to torch (" + "; ".join(skipped) + ")"
+            raise RuntimeError(f"backend {requested!r} cannot run {case.op} on these inputs ({_describe(case)}): "
+                               + "; ".join(reasons))
+        return Decision(requested, requested, {})
+    skipped = {}
+    for candidate in AUTO_ORDER.get(case.device.type, ("torch",)):
+        reasons = refusals(candidate, case)
+        if not reasons:
+            return Decision(candidate, "auto", skipped)
+        skipped[candidate] = reasons
+    raise RuntimeError(f"no backend can run {case.op} on these inputs ({_describe(case)}): "
+                       + "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in skipped.items()))
 
 
-def _coil_elements(args: tuple) -> int:
-    """Elements of the coil-resolved data an op touches: its largest tensor, or batch x the maps'
-    (C,H,W) when maps shared over the batch (a (C,H,W) or (1,C,H,W) tensor) are the largest."""
-    tensors = [arg for arg in args if isinstance(arg, torch.Tensor)]
-    if not tensors:
-        return 0
-    largest = max(tensors, key=torch.Tensor.numel)
-    batch = tensors[0].shape[0] if tensors[0].dim() >= 3 else 1
-    shared_maps = largest is not tensors[0] and (largest.dim() == 3 or (largest.dim() == 4 and largest.shape[0] == 1))
-    return batch * math.prod(largest.shape[-3:]) if shared_maps else largest.numel()
+def kernel(case: Case, requested: str = "auto") -> tuple[str, Callable]:
+    """(backend, forward kernel) for ``case``."""
+    backend = decide(case, requested).backend
+    return backend, _KERNELS[case.op][backend].fn
+
+
+def _describe(case: Case) -> str:
+    parts = [str(case.dtype).removeprefix("torch."), f"on {case.device}"]
+    if case.mask:
+        parts.append(f"{case.mask} mask")
+    if case.width:
+        parts.append(f"(B,C,H,W)=({case.batch},{case.coils},{case.height},{case.width})")
+    return ", ".join(parts)
+
+
+def ops() -> list[str]:
+    """Every op with a registered kernel."""
+    return sorted(_KERNELS)
 
 
 def report(device: torch.device | str = "cpu") -> dict[str, dict[str, str]]:
-    """For each op and backend: 'available' or the reason it cannot run on ``device``."""
+    """For each op and backend: 'available' or why it cannot run on ``device`` at all (before any
+    input is seen; :func:`explain` decides on inputs)."""
     device = torch.device(device)
     table = {}
-    for op, impls in sorted(_IMPLEMENTATIONS.items()):
-        row = {}
-        for backend in BACKENDS:
-            if backend not in impls:
-                row[backend] = "not implemented"
-            else:
-                row[backend] = backend_unavailable_reason(backend, device) or "available"
-        table[op] = row
+    for op, kernels in sorted(_KERNELS.items()):
+        table[op] = {backend: ("not implemented" if backend not in kernels else
+                               backend_unavailable_reason(backend, device) or "available") for backend in BACKENDS}
     return table

@@ -1,59 +1,19 @@
 """Fast pure-torch SENSE ops (backend ``torch``): no fftshift copies, 1D transforms for 1D masks.
 
-Centring without shifts, for any length N with c = N // 2 and ω = exp(−2πi/N):
-    fftc(x)[k] = p[k] · FFT(q · x)[k],   q[n] = ω^(−c·n),  p[k] = ω^(c² − c·k)
-    ifftc(X)[n] = conj(q[n]) · IFFT(conj(p) · X)[n]
-(for even N both are ±1 sign patterns). The input modulation q is applied to the small image x
-before the coil expansion, the output modulation p rides on the mask pass, so the k-space tensors
-see no extra pass. For a 1D mask along W the normal operator needs no transform along H at all:
+Centring by modulation (:func:`mbdlfast.ops.fft.centring_phases`, q on the input, p on the output):
+the input modulation q is applied to the small image x before the coil expansion, the output
+modulation p rides on the mask pass, so the k-space tensors see no extra pass. For a 1D mask along W the normal operator needs no transform along H at all:
     A^H A x = Σ_c conj(S_c) · IFFT_W(M' · FFT_W(S_c · x)),  M' = ifftshift(M)²
-(the modulations cancel). Same signatures and semantics as :mod:`mbdlfast.ops.reference`.
+(the modulations cancel). Same signatures and semantics as :mod:`mbdlfast.ops.reference`; this
+backend takes every input the ops define.
 """
 from __future__ import annotations
-
-import functools
-import math
 
 import torch
 
 from mbdlfast.ops.dispatch import register
-from mbdlfast.ops.reference import mask_as_kspace_weight
-
-
-# complex dtype -> its real dtype (torch.compile cannot trace real_dtype(dtype)).
-_REAL_DTYPES = {torch.complex32: torch.float16, torch.complex64: torch.float32, torch.complex128: torch.float64}
-
-
-def real_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The real dtype of a complex ``dtype`` (real dtypes map to themselves)."""
-    return _REAL_DTYPES.get(dtype, dtype)
-
-
-def centring_phases(n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """(q, p) of length ``n``: input and output modulations of the centred DFT, cached in eager mode
-    (when traced, e.g. by torch.compile or with symbolic sizes, the computation goes into the graph)."""
-    if torch.compiler.is_compiling() or not isinstance(n, int):
-        return _centring_phases(n, device, dtype)
-    return _cached_centring_phases(n, device, dtype)
-
-
-def _centring_phases(n: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    c = n // 2
-    index = torch.arange(n, dtype=torch.float64)
-    # Reduce the exponents modulo n in integers before the float multiply, for accuracy at any n.
-    q_angle = 2 * math.pi * ((c * index) % n) / n
-    p_angle = -2 * math.pi * ((c * c - c * index) % n) / n
-    q = torch.polar(torch.ones(n, dtype=torch.float64), q_angle)
-    p = torch.polar(torch.ones(n, dtype=torch.float64), p_angle)
-    return q.to(device=device, dtype=dtype), p.to(device=device, dtype=dtype)
-
-
-_cached_centring_phases = functools.lru_cache(maxsize=64)(_centring_phases)
-
-
-def _phase_grid(height: int, width: int, device: torch.device, dtype: torch.dtype, which: int) -> torch.Tensor:
-    """Outer product of the H and W modulations (which=0: q, input; which=1: p, output), (H,W)."""
-    return centring_phases(height, device, dtype)[which][:, None] * centring_phases(width, device, dtype)[which]
+from mbdlfast.ops.fft import centring_phases, phase_grid, real_dtype
+from mbdlfast.ops.layouts import mask_as_kspace_weight
 
 
 def is_one_dimensional(mask: torch.Tensor, is_2d: bool) -> bool:
@@ -63,7 +23,7 @@ def is_one_dimensional(mask: torch.Tensor, is_2d: bool) -> bool:
 def _output_weight(mask: torch.Tensor, is_2d: bool, height: int, width: int, dtype: torch.dtype) -> torch.Tensor:
     """M · p_H ⊗ p_W, broadcastable to (B,C,H,W): mask and output modulation in one factor."""
     real = mask_as_kspace_weight(mask, is_2d).to(real_dtype(dtype))
-    return real * _phase_grid(height, width, mask.device, dtype, 1)
+    return real * phase_grid(height, width, mask.device, dtype, output=True)
 
 
 def _coil_reduce(z: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
@@ -82,7 +42,7 @@ def _coil_reduce(z: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
 def sense_forward(x: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, is_2d: bool = False) -> torch.Tensor:
     """A x = M · fft2c(S·x), computed as (M·p) · FFT2(S · q·x)."""
     height, width = x.shape[-2:]
-    k = torch.fft.fft2(maps * (x * _phase_grid(height, width, x.device, x.dtype, 0)).unsqueeze(-3), norm="ortho")
+    k = torch.fft.fft2(maps * (x * phase_grid(height, width, x.device, x.dtype, output=False)).unsqueeze(-3), norm="ortho")
     return k * _output_weight(mask, is_2d, height, width, x.dtype)
 
 
@@ -95,14 +55,14 @@ def _unmodulated_coil_images(y: torch.Tensor, mask: torch.Tensor, is_2d: bool) -
 def adjoint_coil_images(y: torch.Tensor, mask: torch.Tensor, is_2d: bool = False) -> torch.Tensor:
     """ifft2c(M·y) per coil, (B,C,H,W): A^H y before the coil reduction (for gradients w.r.t. the maps)."""
     height, width = y.shape[-2:]
-    return _unmodulated_coil_images(y, mask, is_2d) * _phase_grid(height, width, y.device, y.dtype, 0).conj()
+    return _unmodulated_coil_images(y, mask, is_2d) * phase_grid(height, width, y.device, y.dtype, output=False).conj()
 
 
 def sense_adjoint(y: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor, is_2d: bool = False) -> torch.Tensor:
     """A^H y = conj(q) · Σ_c conj(S_c) · IFFT2(conj(M·p) · y_c)."""
     height, width = y.shape[-2:]
     z = _unmodulated_coil_images(y, mask, is_2d)
-    return _coil_reduce(z, maps) * _phase_grid(height, width, y.device, y.dtype, 0).conj()
+    return _coil_reduce(z, maps) * phase_grid(height, width, y.device, y.dtype, output=False).conj()
 
 
 def circulant_weight(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -170,7 +130,7 @@ def _unmodulated_compact_coil_images(yc: torch.Tensor, columns: torch.Tensor, wi
 
 def compact_adjoint_coil_images(yc: torch.Tensor, columns: torch.Tensor, width: int) -> torch.Tensor:
     """ifft2c of zero-filled compact k-space per coil, (B,C,H,W) (for gradients w.r.t. the maps)."""
-    phase = _phase_grid(yc.shape[-2], width, yc.device, yc.dtype, 0).conj()
+    phase = phase_grid(yc.shape[-2], width, yc.device, yc.dtype, output=False).conj()
     return _unmodulated_compact_coil_images(yc, columns, width) * phase
 
 
@@ -178,7 +138,7 @@ def sense_adjoint_compact(yc: torch.Tensor, maps: torch.Tensor, columns: torch.T
     """A^H of compact k-space: IFFT along H on n_s columns, zero-fill, IFFT along W, reduce."""
     height, width = maps.shape[-2:]
     z = _unmodulated_compact_coil_images(yc, columns, width)
-    return _coil_reduce(z, maps) * _phase_grid(height, width, yc.device, yc.dtype, 0).conj()
+    return _coil_reduce(z, maps) * phase_grid(height, width, yc.device, yc.dtype, output=False).conj()
 
 
 def coil_expand(x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:

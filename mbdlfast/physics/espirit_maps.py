@@ -18,7 +18,7 @@ import math
 import torch
 
 from mbdlfast._validation import check_complex, check_finite, check_ndim
-from mbdlfast.physics.fft import ifft2c
+from mbdlfast.ops.fft import ifft2c
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from mbdlfast._validation import (
     check_tensor,
 )
 from mbdlfast.ops.dispatch import BACKENDS
-from mbdlfast.ops.reference import sampled_columns
+from mbdlfast.ops.layouts import sampled_columns
 
 _MASK_LAYOUT = "a 1D mask (W,) or (B,W), or a general 2D mask (H,W) or (B,H,W)"
 
