@@ -17,6 +17,7 @@ import torch
 import mbdlfast.ops as ops
 from comparisons import relative_error
 from mbdlfast.ops import dispatch, reference
+from mbdlfast.ops.layouts import sampled_columns
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 BACKENDS = ["torch", "cpp", "cuda", "triton", "naive"]
@@ -38,7 +39,7 @@ def _no_tf32():
     torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
-def _lines(batch: int, width: int, per_sample: bool, generator) -> torch.Tensor:
+def _lines(batch: int, width: int, per_sample: bool) -> torch.Tensor:
     """Every third column and the centre; per sample, rolled by the sample index (equal counts)."""
     first = torch.zeros(width, dtype=torch.bool)
     first[::3] = True
@@ -67,10 +68,10 @@ def problem(op: str, shape, mask_kind: str, dtype, device: str, seed: int = 0) -
 
     per_sample = mask_kind.endswith("per-sample")
     is_2d = mask_kind.startswith("2d")
-    mask = _pattern(batch, height, width, per_sample, generator) if is_2d else _lines(batch, width, per_sample, generator)
+    mask = _pattern(batch, height, width, per_sample, generator) if is_2d else _lines(batch, width, per_sample)
     maps = randn(*((batch,) * per_sample), coils, height, width)
     x, k = randn(batch, height, width), randn(batch, coils, height, width)
-    columns = reference_columns(mask) if not is_2d else None
+    columns = sampled_columns(mask) if not is_2d else None
     args = {
         "coil_expand": (x, maps),
         "coil_reduce": (k, maps),
@@ -90,21 +91,6 @@ def problem(op: str, shape, mask_kind: str, dtype, device: str, seed: int = 0) -
         return value.to(device=device, dtype=dtype) if value.is_complex() else value.to(device)
 
     return {"exact": args, "args": tuple(convert(v) for v in args)}
-
-
-def reference_columns(mask: torch.Tensor) -> torch.Tensor:
-    from mbdlfast.ops.layouts import sampled_columns
-
-    return sampled_columns(mask)
-
-
-def reference_call(op: str, args: tuple) -> torch.Tensor:
-    maps_index = {"coil_expand": 1, "coil_reduce": 1, "sense_forward": 1, "sense_adjoint": 1, "sense_normal": 1,
-                  "dc_gradient_step": 1, "sense_forward_compact": 1, "sense_adjoint_compact": 1}
-    args = list(args)
-    if op in maps_index and args[1].dim() == 3:
-        args[1] = args[1].unsqueeze(0)
-    return getattr(reference, op)(*args)
 
 
 def _applies(op: str, mask_kind: str) -> bool:
@@ -141,7 +127,7 @@ def test_every_backend_matches_the_reference_or_says_why_not(op, mask_kind, back
         assert decision.backend == backend
         result = getattr(ops, op)(*case["args"], backend=backend)
         assert result.dtype == dtype and result.device.type == device
-        expected = reference_call(op, case["exact"])
+        expected = getattr(reference, op)(*case["exact"])
         assert relative_error(result.cpu(), expected) <= TOLERANCE[dtype], (op, backend, shape)
 
 
@@ -171,7 +157,7 @@ def test_forward_and_adjoint_are_adjoint(mask_kind, backend, device):
         x, y = fwd[0], adj[0]
         lhs = torch.vdot(getattr(ops, forward)(*fwd, backend=backend).flatten(), y.flatten())
         rhs = torch.vdot(x.flatten(), getattr(ops, adjoint)(*adj, backend=backend).flatten())
-        assert abs(lhs - rhs) <= 100 * TOLERANCE[dtype] * abs(lhs), (forward, backend)
+        assert abs(lhs - rhs) <= TOLERANCE[dtype] * abs(lhs), (forward, backend)
         ran += 1
     if ran == 0:
         pytest.skip(f"{backend} runs none of these pairs on {device} here")
@@ -211,11 +197,11 @@ def test_gradients_of_every_argument_match_the_reference(op, backend, device):
         pytest.skip(f"{backend} takes no {op} inputs on {device} here")
     args = _with_tensor_scalars(op, case["args"])
     exact = _with_tensor_scalars(op, case["exact"])
-    leaves = [i for i in DIFFERENTIABLE[op]]
+    leaves = DIFFERENTIABLE[op]
     inputs = [a.detach().clone().requires_grad_(True) if i in leaves else a for i, a in enumerate(args)]
     exact_inputs = [a.detach().clone().requires_grad_(True) if i in leaves else a for i, a in enumerate(exact)]
     output = getattr(ops, op)(*inputs, backend=backend)
-    expected = reference_call(op, exact_inputs)
+    expected = getattr(reference, op)(*exact_inputs)
     cotangent = torch.randn(expected.shape, dtype=torch.complex128, generator=torch.Generator().manual_seed(4))
     grads = torch.autograd.grad(output, [inputs[i] for i in leaves], cotangent.to(device=device, dtype=output.dtype))
     expected_grads = torch.autograd.grad(expected, [exact_inputs[i] for i in leaves], cotangent)

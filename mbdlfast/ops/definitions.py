@@ -24,7 +24,7 @@ from torch import Tensor
 from mbdlfast import _validation as check
 from mbdlfast.ops import dispatch
 from mbdlfast.ops.fft import real_dtype
-from mbdlfast.ops.layouts import sum_to_maps
+from mbdlfast.ops.layouts import mask_as_kspace_weight, sum_to_maps
 from mbdlfast.ops.torch_fast import adjoint_coil_images, compact_adjoint_coil_images
 
 
@@ -247,7 +247,7 @@ def _soft_kspace_dc_backward(ctx, grad):
     grad_y = grad - passed if needs_y else None
     grad_lam = None
     if ctx.needs_input_grad[3]:
-        step = k - _soft_kspace_dc(k, y, mask, torch.ones_like(lam), is_2d, backend)  # M·(k − y)
+        step = mask_as_kspace_weight(mask, is_2d).to(k.real.dtype) * (k - y)  # M·(k − y)
         grad_lam = _scalar_gradient(-(step.conj() * grad).sum(), lam)
     return grad_k, grad_y, None, grad_lam, None, None
 

@@ -54,25 +54,21 @@ def _cuda_row_fits(case: Case) -> str | None:
     return None
 
 
-def _maps(maps: torch.Tensor) -> torch.Tensor:
-    return maps.contiguous()
-
-
 def sense_normal(x, maps, mask, is_2d):
-    return torch.ops.mbdlfast_ext.sense_normal(x.contiguous(), _maps(maps), circulant_weight(mask, x.dtype).contiguous())
+    return torch.ops.mbdlfast_ext.sense_normal(x.contiguous(), maps.contiguous(), circulant_weight(mask, x.dtype).contiguous())
 
 
 def dc_gradient_step(x, maps, mask, AHy, gamma, is_2d):
-    return torch.ops.mbdlfast_ext.dc_gradient_step(x.contiguous(), _maps(maps), circulant_weight(mask, x.dtype).contiguous(),
+    return torch.ops.mbdlfast_ext.dc_gradient_step(x.contiguous(), maps.contiguous(), circulant_weight(mask, x.dtype).contiguous(),
                                                    AHy.contiguous(), _device_scalar(gamma, x))
 
 
 def sense_forward(x, maps, mask, is_2d):
-    return torch.ops.mbdlfast_ext.sense_forward(x.contiguous(), _maps(maps), _centred_mask(mask, False, x.dtype)[:, 0])
+    return torch.ops.mbdlfast_ext.sense_forward(x.contiguous(), maps.contiguous(), _centred_mask(mask, False, x.dtype)[:, 0])
 
 
 def sense_adjoint(y, maps, mask, is_2d):
-    return torch.ops.mbdlfast_ext.sense_adjoint(y.contiguous(), _maps(maps), _centred_mask(mask, False, y.dtype)[:, 0])
+    return torch.ops.mbdlfast_ext.sense_adjoint(y.contiguous(), maps.contiguous(), _centred_mask(mask, False, y.dtype)[:, 0])
 
 
 def soft_kspace_dc(k, y, mask, lam, is_2d):
@@ -85,19 +81,19 @@ def _batched_columns(columns: torch.Tensor) -> torch.Tensor:
 
 
 def sense_forward_compact(x, maps, columns):
-    return torch.ops.mbdlfast_ext.sense_forward_compact(x.contiguous(), _maps(maps), _batched_columns(columns))
+    return torch.ops.mbdlfast_ext.sense_forward_compact(x.contiguous(), maps.contiguous(), _batched_columns(columns))
 
 
 def sense_adjoint_compact(yc, maps, columns):
-    return torch.ops.mbdlfast_ext.sense_adjoint_compact(yc.contiguous(), _maps(maps), _batched_columns(columns))
+    return torch.ops.mbdlfast_ext.sense_adjoint_compact(yc.contiguous(), maps.contiguous(), _batched_columns(columns))
 
 
 def coil_expand(x, maps):
-    return torch.ops.mbdlfast_ext.coil_expand(x.contiguous(), _maps(maps))
+    return torch.ops.mbdlfast_ext.coil_expand(x.contiguous(), maps.contiguous())
 
 
 def coil_reduce(z, maps):
-    return torch.ops.mbdlfast_ext.coil_reduce(z.contiguous(), _maps(maps))
+    return torch.ops.mbdlfast_ext.coil_reduce(z.contiguous(), maps.contiguous())
 
 
 # What each kernel takes, per backend: the CPU kernels are templated on both precisions, the CUDA
