@@ -59,7 +59,6 @@ from mbdlfast.finetune.data import line_mask  # noqa: E402
 from mbdlfast.inference import BASELINE, OPTIMIZED, optimize_for_inference  # noqa: E402
 from mbdlfast.models import DEQ  # noqa: E402
 from mbdlfast.outputs import atomic_path, write_json  # noqa: E402
-from mbdlfast.physics.sense import SenseOperator  # noqa: E402
 from mbdlfast.shared_data import shared_data_path  # noqa: E402
 
 logger = logging.getLogger("bench_e2e")
@@ -91,13 +90,9 @@ TINY_KWARGS = {
 # ------------------------------------------------------------------------------------------------ data
 
 
-def call_args(name: str, batch: EvaluationSlices) -> tuple:
-    """The positional arguments of a ``name`` model's forward for ``batch``."""
-    if name == "varnet":
-        return (batch.kspace, batch.mask, None, batch.maps)
-    if name == "e2e_varnet":
-        return (batch.kspace, batch.mask)
-    return (batch.kspace, batch.maps, batch.mask)
+def call_args(batch: EvaluationSlices) -> tuple:
+    """The positional arguments of a model's forward for ``batch``: (k-space, physics)."""
+    return (batch.kspace, batch.physics())
 
 
 def synthetic_batch(size: int, coils: int, slices: int, acceleration: int, seed: int,
@@ -167,8 +162,8 @@ def params_and_macs(name: str, model: torch.nn.Module, timing_args: tuple) -> tu
     from mbdlfast.prune import count_macs, count_params
 
     if isinstance(model, DEQ):
-        kspace, maps, mask = timing_args
-        image = SenseOperator(maps, mask, mask_is_2d=False).A_adjoint(kspace)
+        kspace, physics = timing_args
+        image = physics.A_adjoint(kspace)
         return count_params(model), count_macs(model.denoiser, (image,)), "per f-evaluation"
     return count_params(model), count_macs(model, timing_args), "per forward"
 
@@ -183,7 +178,7 @@ def variants(name: str, dense, model_kwargs: dict, args, train_data: DataConfig,
 
     finetune_data = dataclasses.replace(train_data, family=args.finetune_family or train_data.family)
     for ratio in args.ratios:
-        pruned = dense if ratio == 0 else prune_structured(dense, call_args(name, guard_batch), ratio)
+        pruned = dense if ratio == 0 else prune_structured(dense, call_args(guard_batch), ratio)
         for tuning in (("none",) if ratio == 0 else args.tunings):
             began = time.perf_counter()
             model = pruned if tuning == "none" else finetune(
@@ -199,7 +194,7 @@ def evaluate_model(name: str, wrapper, batch: EvaluationSlices, chunk: int) -> t
     outputs, solvers = [], []
     for start in range(0, len(batch), chunk):
         part = batch.select(slice(start, start + chunk))
-        outputs.append(wrapper(*call_args(name, part)))
+        outputs.append(wrapper(*call_args(part)))
         solvers.append(solver_report(wrapper, len(part)))
     prediction = torch.cat(outputs)
     result = evaluate(name, prediction, solvers[0], batch)
@@ -254,13 +249,13 @@ def run(args, on_family_done=None) -> tuple[dict, dict, EvaluationSlices | None,
     for name in args.models:
         dense, model_kwargs, origin = starting_model(name, args, train_data, device)
         logger.info("%s: dense model %s", name, origin)
-        timing_args = call_args(name, timing_batch)
+        timing_args = call_args(timing_batch)
         entries = []
         for ratio, tuning, model, tune_seconds in variants(name, dense, model_kwargs, args, train_data, guard_batch):
             params, macs, macs_per = params_and_macs(name, model, timing_args)
             overrides = {"tol": args.tol, "max_iter": args.max_iter} if isinstance(model, DEQ) else {}
             for pipeline in args.pipelines:
-                wrapper = optimize_for_inference(model, call_args(name, guard_batch), PIPELINES[pipeline],
+                wrapper = optimize_for_inference(model, call_args(guard_batch), PIPELINES[pipeline],
                                                  target=guard_batch.reference, **overrides)
                 row = {"model": name, "ratio": ratio, "tuning": tuning, "pipeline": pipeline, "tol": wrapper.tol,
                        "params": params, "macs": macs, "macs_per": macs_per, "precision": wrapper.precision,

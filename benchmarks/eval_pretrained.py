@@ -21,7 +21,6 @@ from mbdlfast.finetune.checkpoint import load_checkpoint
 from mbdlfast.finetune.data import TrainingSlices, collate_batch
 from mbdlfast.finetune.registry import model_spec
 from mbdlfast.metrics import psnr_batch, ssim_batch
-from mbdlfast.physics.sense import SenseOperator
 
 HELD_OUT_SEED = 9173
 
@@ -33,7 +32,7 @@ def evaluate(name: str, checkpoint, slices: TrainingSlices) -> dict:
         for index in range(len(slices)):
             batch = collate_batch([slices[index]])
             recon = spec.reconstruct(model, batch).abs()
-            zero_filled = SenseOperator(batch.maps, batch.mask).A_adjoint(batch.kspace).abs()
+            zero_filled = batch.physics().A_adjoint(batch.kspace).abs()
             target = batch.target.abs()
             psnr.append(float(psnr_batch(target, recon)[0]))
             ssim.append(float(ssim_batch(target, recon)[0]))

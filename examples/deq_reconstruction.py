@@ -19,7 +19,6 @@ from mbdlfast.demo import TEST_SEED
 from mbdlfast.finetune import TrainingSlices, collate_batch
 from mbdlfast.inference import OPTIMIZED, optimize_for_inference
 from mbdlfast.metrics import psnr_batch, ssim_batch
-from mbdlfast.physics import SenseOperator
 from mbdlfast.pretrained import DEFAULT_DATA, load_default
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,12 +32,13 @@ checkpoint = load_default("deq")
 data = dataclasses.replace(DEFAULT_DATA, image_size=args.size, num_slices=args.slices)
 slices = TrainingSlices(data, seed=TEST_SEED)  # held out: the weights were trained on seed 0
 batch = collate_batch([slices[i] for i in range(len(slices))])
-inputs = (batch.kspace, batch.maps, batch.mask)
+physics = batch.physics()  # the SENSE operator, built once
+inputs = (batch.kspace, physics)
 
 deq = optimize_for_inference(checkpoint.model, inputs, OPTIMIZED, tol=args.tol)
 with torch.no_grad():
     reconstruction = deq(*inputs)
-    zero_filled = SenseOperator(batch.maps, batch.mask).A_adjoint(batch.kspace)
+    zero_filled = physics.A_adjoint(batch.kspace)
 iterations = deq.last_info["sample_nstep"].tolist()
 
 truth = batch.target.abs()

@@ -35,8 +35,9 @@ checkpoint = load_default("deq")
 dense = checkpoint.model
 test = TrainingSlices(dataclasses.replace(DEFAULT_DATA, num_slices=args.slices), seed=TEST_SEED)
 batch = collate_batch([test[i] for i in range(len(test))])
-inputs = (batch.kspace, batch.maps, batch.mask)
-one_slice = tuple(x[:1] for x in inputs)
+inputs = (batch.kspace, batch.physics())
+first = collate_batch([test[0]])
+one_slice = (first.kspace, first.physics())
 
 
 def evaluate(model) -> float:

@@ -69,7 +69,8 @@ class EvaluationSlices:
     def mask_is_2d(self) -> bool:
         return self.mask.dim() == 3
 
-    def operator(self) -> SenseOperator:
+    def physics(self) -> SenseOperator:
+        """The slices' SENSE operator (validated here, once per call: build it once per batch)."""
         return SenseOperator(self.maps, self.mask, mask_is_2d=self.mask_is_2d)
 
     def select(self, index: slice) -> "EvaluationSlices":
@@ -255,19 +256,19 @@ def solver_report(model, batch_size: int) -> SolverReport:
 
 def zero_filled(slices: EvaluationSlices) -> torch.Tensor:
     """Aᴴy (B,H,W)."""
-    return slices.operator().A_adjoint(slices.kspace)
+    return slices.physics().A_adjoint(slices.kspace)
 
 
 def cg_sense_baseline(slices: EvaluationSlices, lam: float) -> tuple[torch.Tensor, SolverReport]:
     """CG-SENSE (AᴴA + λI) x = Aᴴy and its report."""
-    image, info = cg_sense(slices.operator(), slices.kspace, lam=lam, max_iter=CG_MAX_ITER, tol=CG_TOL)
+    image, info = cg_sense(slices.physics(), slices.kspace, lam=lam, max_iter=CG_MAX_ITER, tol=CG_TOL)
     return image, cg_report(info, CG_TOL, solver=f"CG-SENSE (lambda {lam:g})")
 
 
 def l1_wavelet_baseline(slices: EvaluationSlices, lam: float) -> tuple[torch.Tensor, SolverReport]:
     """ℓ1-wavelet compressed sensing (db4, FISTA; :func:`mbdlfast.physics.compressed_sensing.l1_wavelet`)
     and its report (the residual is the last relative change of the iterate)."""
-    image, info = l1_wavelet(slices.operator(), slices.kspace, lam, max_iter=L1_MAX_ITER, tol=L1_TOL)
+    image, info = l1_wavelet(slices.physics(), slices.kspace, lam, max_iter=L1_MAX_ITER, tol=L1_TOL)
     last = info["changes"][-1].tolist() if len(info["changes"]) else [0.0] * len(slices)
     status = ["converged" if c else "max_iter" for c in info["converged"].tolist()]
     return image, SolverReport(f"l1-wavelet FISTA (lambda {lam:g})", status, info["iterations"].tolist(), last, L1_TOL)

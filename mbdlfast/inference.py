@@ -10,13 +10,14 @@ model's call signature that runs it under one :class:`InferenceSettings`:
   only; the physics stays complex64) or ``"auto"`` (bf16, else tf32, else fp32 on CUDA; fp32 on
   CPU). A low precision is kept only if it passes the PSNR guard against fp32 on the example
   inputs, else the wrapper falls back (and logs why);
-* ``cuda_graphs``: replay the whole forward as one CUDA graph for a fixed input shape. Only for
-  the fixed-iteration models (VarNet, E2E-VarNet): MoDL's CG and the DEQ's Anderson stop on
-  data-dependent residuals (a host decision), which a graph cannot express, so they run eagerly.
+* ``cuda_graphs``: replay the whole forward as one CUDA graph for a fixed input shape (the
+  physics' buffers refilled in place). For the models whose forward never waits on the device
+  (VarNet, E2E-VarNet, MoDL, whose CG runs its iterations without a host check): the DEQ's
+  Anderson stops on data-dependent residuals (a host decision), which a graph cannot express.
   A capture that fails falls back to eager and says so;
 * ``cudnn_benchmark``: let cuDNN pick the fastest convolution algorithm per shape;
-* DEQ solver: ``solver`` (``"anderson"``: :func:`mbdlfast.deq.anderson`; ``"reference_anderson"``:
-  the public DEQ code's algorithm), both with real mixing weights (the DEQ's map is only
+* DEQ solver: ``solver``, a name of :data:`mbdlfast.deq.SOLVERS` (``"anderson"``; ``"reference_anderson"``:
+  the public DEQ code's algorithm), run by the DEQ's own forward, Anderson with real mixing weights (the DEQ's map is only
   real-linear), and ``tol`` / ``max_iter`` overrides, so dense and pruned DEQs are timed at the same
   tolerance.
 
@@ -37,17 +38,15 @@ import torch
 from torch import nn
 
 from mbdlfast import ops
-from mbdlfast.deq import anderson
-from mbdlfast.deq.reference_anderson import reference_anderson
+from mbdlfast.deq import SOLVERS, accepted_kwargs
 from mbdlfast.metrics import psnr_batch
 from mbdlfast.models import DEQ, EDSR, DnCNN, MoDL, Unet, VarNet
 from mbdlfast.ops.dispatch import BACKENDS
-from mbdlfast.physics.sense import SenseOperator, is_general_2d_mask
+from mbdlfast.physics.sense import SenseOperator
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "tf32", "bf16", "auto")
-SOLVERS = {"anderson": anderson, "reference_anderson": reference_anderson}
 CNN_TYPES = (EDSR, DnCNN, Unet)
 _LOW_PRECISION_ORDER = ("bf16", "tf32")
 
@@ -199,14 +198,10 @@ class OptimizedModel(nn.Module):
             (self.applied if device.type == "cuda" else self.skipped).append(
                 "cudnn_benchmark" + ("" if device.type == "cuda" else " (not CUDA)"))
         if isinstance(model, DEQ):
-            self.solver_kwargs = dict(model.solver_kwargs)
-            self.solver_kwargs.update({k: v for k, v in (("tol", settings.tol), ("max_iter", settings.max_iter))
-                                       if v is not None})
-            if settings.solver == "reference_anderson":
-                self.solver_kwargs = {k: v for k, v in self.solver_kwargs.items()
-                                      if k in ("m", "lam", "beta", "tol", "max_iter")}
-            elif settings.check_every is not None or device.type == "cpu":
-                self.solver_kwargs["check_every"] = settings.check_every or 1
+            overrides = {k: v for k, v in (("tol", settings.tol), ("max_iter", settings.max_iter)) if v is not None}
+            if settings.check_every is not None or device.type == "cpu":
+                overrides["check_every"] = settings.check_every or 1
+            self.solver_kwargs = accepted_kwargs(settings.solver, {**model.solver_kwargs, **overrides})
             self.applied.append(f"solver={settings.solver} tol={self.solver_kwargs['tol']:g}")
         elif settings.tol is not None or settings.max_iter is not None or settings.solver != "anderson":
             self.skipped.append(f"solver settings ({type(model).__name__} has no fixed-point solver)")
@@ -225,20 +220,24 @@ class OptimizedModel(nn.Module):
     def eager(self, *args, **kwargs):
         """One forward without the CUDA graph."""
         with ops.use_backend(self.settings.backend), \
-                _cuda_flags(self.device, self.precision == "tf32", self.settings.cudnn_benchmark), torch.no_grad():
-            if isinstance(self.model, DEQ):
-                return self._deq_forward(*args, **kwargs)
-            return self.model(*args, **kwargs)
+                _cuda_flags(self.device, self.precision == "tf32", self.settings.cudnn_benchmark), torch.no_grad(), \
+                self._solver_settings():
+            output = self.model(*args, **kwargs)
+        self.last_info = self.model.last_info if isinstance(self.model, DEQ) else None
+        return output
 
-    def _deq_forward(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The DEQ's no-grad forward with the configured solver and tolerance (real Anderson weights:
-        the DEQ's map is only real-linear, see :func:`mbdlfast.deq.anderson`)."""
-        model = self.model
-        op = SenseOperator(maps, mask, mask_is_2d=is_general_2d_mask(mask, kspace.shape[0]))
-        AHy = op.A_adjoint(kspace)
-        z, info = SOLVERS[self.settings.solver](lambda z: model.iteration(z, op, AHy), AHy, **self.solver_kwargs)
-        self.last_info = model.last_info = info
-        return z
+    @contextlib.contextmanager
+    def _solver_settings(self) -> Iterator[None]:
+        """The DEQ runs its own forward with the configured solver and its settings for the call."""
+        if not isinstance(self.model, DEQ):
+            yield
+            return
+        saved = self.model.solver, self.model.solver_kwargs
+        self.model.solver, self.model.solver_kwargs = self.settings.solver, self.solver_kwargs
+        try:
+            yield
+        finally:
+            self.model.solver, self.model.solver_kwargs = saved
 
     def forward(self, *args, **kwargs):
         if self._graph is not None and self._graph.matches(args, kwargs):
@@ -247,11 +246,13 @@ class OptimizedModel(nn.Module):
 
 
 class _GraphedForward:
-    """The whole forward captured as one CUDA graph for fixed input shapes (static buffers)."""
+    """The whole forward captured as one CUDA graph for fixed input shapes: tensors and the physics'
+    buffers live in static copies, refilled in place before each replay."""
 
     def __init__(self, wrapper: OptimizedModel, example_inputs: tuple):
-        self.signature = [(a.shape, a.dtype) if isinstance(a, torch.Tensor) else a for a in example_inputs]
-        self.static_inputs = [a.clone() if isinstance(a, torch.Tensor) else a for a in example_inputs]
+        self.signature = [_signature(a) for a in example_inputs]
+        self.static_inputs = [a.clone() if isinstance(a, torch.Tensor) else
+                              copy.deepcopy(a) if isinstance(a, SenseOperator) else a for a in example_inputs]
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
@@ -263,15 +264,27 @@ class _GraphedForward:
             self.static_output = wrapper.eager(*self.static_inputs)
 
     def matches(self, args: tuple, kwargs: dict) -> bool:
-        return not kwargs and len(args) == len(self.signature) and all(
-            (a.shape, a.dtype) == s if isinstance(a, torch.Tensor) else a == s for a, s in zip(args, self.signature))
+        return not kwargs and [_signature(a) for a in args] == self.signature
 
     def __call__(self, args: tuple) -> torch.Tensor:
         for static, value in zip(self.static_inputs, args):
             if isinstance(static, torch.Tensor):
                 static.copy_(value)
+            elif isinstance(static, SenseOperator):
+                for static_buffer, buffer in zip(static.buffers(), value.buffers()):
+                    static_buffer.copy_(buffer)
         self.graph.replay()
         return self.static_output.clone()
+
+
+def _signature(value):
+    """What a graph's input must keep: a tensor's shape and dtype, a physics' layout and buffers' shapes."""
+    if isinstance(value, torch.Tensor):
+        return value.shape, value.dtype
+    if isinstance(value, SenseOperator):
+        return (value.is_2d, value.compact, value.backend,
+                tuple((name, b.shape, b.dtype) for name, b in value.named_buffers()))
+    return value
 
 
 def _choose_precision(wrapper: OptimizedModel, example_inputs: tuple, target: torch.Tensor | None) -> None:
@@ -347,8 +360,8 @@ def _maybe_capture_graph(wrapper: OptimizedModel, example_inputs: tuple) -> None
     if wrapper.device.type != "cuda":
         wrapper.skipped.append("cuda_graphs (not CUDA)")
         return
-    if isinstance(wrapper.model, (DEQ, MoDL)):
-        wrapper.skipped.append(f"cuda_graphs ({type(wrapper.model).__name__} stops on data-dependent residuals)")
+    if isinstance(wrapper.model, DEQ):
+        wrapper.skipped.append("cuda_graphs (DEQ stops on data-dependent residuals)")
         return
     try:
         wrapper._graph = _GraphedForward(wrapper, example_inputs)

@@ -168,7 +168,7 @@ def brain_test_batch(path, config: PunConfig) -> TrainingBatch:
 
 def zero_filled(batch: TrainingBatch) -> torch.Tensor:
     """The zero-filled coil combination Aᴴy, the reference every trained network should beat."""
-    return SenseOperator(batch.maps, batch.mask).A_adjoint(batch.kspace)
+    return batch.physics().A_adjoint(batch.kspace)
 
 
 @torch.no_grad()

@@ -100,15 +100,6 @@ class ReconSettings:
 
 
 @dataclass
-class ReconBatch:
-    """The fields a registry spec's ``reconstruct`` reads (as in :class:`~mbdlfast.finetune.data.TrainingBatch`)."""
-
-    kspace: torch.Tensor
-    mask: torch.Tensor
-    maps: torch.Tensor | None
-
-
-@dataclass
 class Sampling:
     """How a volume is (or is made) undersampled: the (W,) or (H,W) mask and its description;
     ``calibration``: the side of the fully sampled centre square the coil maps come from."""
@@ -266,7 +257,7 @@ class Reconstructor:
             kspace = volume.kspace[first:first + self.settings.batch_size]
             slices = self._prepare(kspace, sampling.mask, sampling.retrospective, volume.name)
             baselines = classical_baselines(slices, choice) if self.settings.baselines else []
-            image = self.spec.reconstruct(self.model, ReconBatch(slices.kspace, slices.mask, slices.maps))
+            image = self.spec.reconstruct(self.model, slices)
             network = evaluate(self.checkpoint.model_name, image, solver_report(self.model, len(slices)), slices)
             parts.append([*baselines, network])
             images.append((image.abs() * slices.scale[:, None, None]).float().cpu())

@@ -218,7 +218,7 @@ def test_school_finetunes_a_structurally_pruned_student(tmp_path):
     torch.manual_seed(0)
     teacher, _ = build_model("deq", kwargs)
     batch = one_batch(1)
-    student = prune_structured(teacher, (batch.kspace, batch.maps, batch.mask), 0.5)
+    student = prune_structured(teacher, (batch.kspace, batch.physics()), 0.5)
     assert count_params(student) < count_params(teacher)
     teacher_state = copy.deepcopy(teacher.state_dict())
     result = finetune(student, model_name="deq", model_kwargs=kwargs, mode="school", teacher=teacher, data=DATA,
@@ -227,8 +227,8 @@ def test_school_finetunes_a_structurally_pruned_student(tmp_path):
     saved = load_checkpoint(result.checkpoint, expected_model="deq")
     assert count_params(saved.model) == count_params(result.model)
     with torch.no_grad():
-        torch.testing.assert_close(saved.model.eval()(batch.kspace, batch.maps, batch.mask),
-                                   result.model(batch.kspace, batch.maps, batch.mask), rtol=0, atol=0)
+        torch.testing.assert_close(saved.model.eval()(batch.kspace, batch.physics()),
+                                   result.model(batch.kspace, batch.physics()), rtol=0, atol=0)
 
 
 # --------------------------------------------------------------------------------------------- CLI

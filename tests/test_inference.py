@@ -29,11 +29,8 @@ def batch():
 
 
 def _call_args(name, batch):
-    if name == "varnet":
-        return (batch.kspace, batch.mask, None, batch.maps)
-    if name == "e2e_varnet":
-        return (batch.kspace, batch.mask)
-    return (batch.kspace, batch.maps, batch.mask)
+    """A model's forward arguments, the same for every family: (k-space, physics)."""
+    return (batch.kspace, batch.physics())
 
 
 def _model(name):
@@ -191,7 +188,7 @@ def test_reference_anderson_solves_a_complex_contraction():
 def test_cuda_pipeline_graphs_and_precision(batch):
     device = torch.device("cuda")
     model = _model("varnet").to(device)
-    args = tuple(a.to(device) if isinstance(a, torch.Tensor) else a for a in _call_args("varnet", batch))
+    args = _call_args("varnet", batch.to(device))
     with torch.no_grad():
         expected = model(*args)
     wrapped = optimize_for_inference(model, args, OPTIMIZED, target=batch.target.to(device))

@@ -21,6 +21,7 @@ from mbdlfast.models import (  # noqa: E402
     complex_to_channels,
 )
 from mbdlfast.ops.fft import fft2c, ifft2c  # noqa: E402
+from mbdlfast.physics.sense import SenseOperator  # noqa: E402
 
 
 def num_params(model: torch.nn.Module) -> int:
@@ -131,6 +132,11 @@ def small_fastmri_varnet(dtype=torch.float32):
     return reference.to(dtype)
 
 
+def sampling(y: torch.Tensor, mask: torch.Tensor) -> SenseOperator:
+    """The sampling of k-space ``y`` as an operator without maps (what E2E-VarNet takes)."""
+    return SenseOperator(None, mask, kspace_shape=tuple(y.shape[1:]))
+
+
 def undersampled_kspace(batch, coils, height, width, masks, dtype=torch.complex64):
     kspace = crandn(batch, coils, height, width, dtype=dtype)
     return kspace * masks.reshape(-1, 1, 1, width)
@@ -148,7 +154,7 @@ def test_e2e_varnet_matches_fastmri(coils, height, width, per_sample_mask):
     mask = masks if per_sample_mask else masks[0]
     with torch.no_grad():
         expected = reference(torch.view_as_real(y), fastmri_mask)
-        outputs = [model(y, given_mask) for given_mask in (mask, fastmri_mask.float())]
+        outputs = [model(y, sampling(y, given_mask)) for given_mask in (mask, fastmri_mask.float())]
     for out in outputs:
         assert out.shape == (2, height, width) and out.dtype == torch.float32
         assert float((out - expected).norm() / expected.norm()) < 1e-5
@@ -162,7 +168,7 @@ def test_e2e_varnet_gradients_match_fastmri():
     target = torch.rand(2, 16, 16)
     fastmri_mask = mask.reshape(1, 1, 1, 16, 1).expand(2, 1, 1, 16, 1)
     (reference(torch.view_as_real(y), fastmri_mask) - target).square().sum().backward()
-    (model(y, mask) - target).square().sum().backward()
+    (model(y, sampling(y, mask)) - target).square().sum().backward()
     expected = dict(reference.named_parameters())
     for name, p in model.named_parameters():
         grad, ref_grad = p.grad, expected[name].grad
@@ -179,9 +185,9 @@ def test_e2e_varnet_matches_fastmri_with_num_low_frequencies():
         outputs = []
         for low in (2, 6):
             expected = reference(torch.view_as_real(y), fastmri_mask, num_low_frequencies=low)
-            outputs.append(model(y, mask, low))
+            outputs.append(model(y, sampling(y, mask), low))
             assert float((outputs[-1] - expected).norm() / expected.norm()) < 1e-5
-        per_sample = model(y, mask, torch.tensor([2, 6]))
+        per_sample = model(y, sampling(y, mask), torch.tensor([2, 6]))
     assert not torch.allclose(outputs[0], outputs[1])
     torch.testing.assert_close(per_sample, torch.stack([outputs[0][0], outputs[1][1]]))
 
@@ -200,13 +206,13 @@ def test_varnet_with_given_maps_matches_fastmri_cascades():
     for cascade in reference.cascades:
         kspace = cascade(kspace, torch.view_as_real(y), mask.reshape(1, 1, 1, 12, 1), torch.view_as_real(maps))
     expected_kspace = torch.view_as_complex(kspace)
-    torch.testing.assert_close(model(y, mask, maps=maps), ifft2c(expected_kspace).abs().square().sum(1).sqrt(),
+    torch.testing.assert_close(model(y, SenseOperator(maps, mask)), ifft2c(expected_kspace).abs().square().sum(1).sqrt(),
                                rtol=1e-10, atol=1e-12)
 
     model.output = "kspace"
-    torch.testing.assert_close(model(y, mask, maps=maps), expected_kspace, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(model(y, SenseOperator(maps, mask)), expected_kspace, rtol=1e-10, atol=1e-12)
     model.output = "image"
-    image = model(y, mask, maps=maps)
+    image = model(y, SenseOperator(maps, mask))
     assert image.shape == (2, 16, 12) and image.dtype == torch.complex128
     torch.testing.assert_close(image, (maps.conj() * ifft2c(expected_kspace)).sum(1), rtol=1e-10, atol=1e-12)
 
@@ -216,23 +222,29 @@ def test_varnet_shared_maps_and_bad_input():
     mask = line_mask(12, 2, 2)
     y = undersampled_kspace(3, 2, 10, 12, mask.expand(3, 12))
     maps = crandn(2, 10, 12)
-    out = model(y, mask, maps=maps)
+    out = model(y, SenseOperator(maps, mask))
     assert out.shape == (3, 10, 12) and out.dtype == torch.complex64
-    torch.testing.assert_close(out, model(y, mask, maps=maps.expand(3, 2, 10, 12)))
-    with pytest.raises(ValueError, match="maps"):
-        model(y, mask)
-    with pytest.raises(ValueError, match="maps"):
-        model(y, mask, maps=crandn(3, 10, 12))
-    with pytest.raises(ValueError, match="mask"):
-        model(y, line_mask(11, 2, 2), maps=maps)
+    torch.testing.assert_close(out, model(y, SenseOperator(maps.expand(3, 2, 10, 12), mask)))
+    with pytest.raises(ValueError, match="maps: this SenseOperator describes only the sampling"):
+        model(y, sampling(y, mask))
+    with pytest.raises(ValueError, match="masked_kspace: expected shape"):
+        model(y, SenseOperator(crandn(3, 10, 12), mask))
+    with pytest.raises(ValueError, match="physics: expected a SenseOperator on full k-space"):
+        model(y, SenseOperator(maps, mask, compact=True))
     with pytest.raises(TypeError, match="masked_kspace"):
-        model(torch.view_as_real(y), mask, maps=maps)
-    with pytest.raises(ValueError, match="maps"):
-        VarNet(num_cascades=1, chans=2, pools=1, sens_chans=2, sens_pools=1)(y, mask, maps=maps)
+        model(torch.view_as_real(y), SenseOperator(maps, mask))
     with pytest.raises(ValueError, match="output"):
         VarNet(output="magnitude")
     with pytest.raises(ValueError, match="state_dict"):
         VarNet.from_fastmri({})
+
+
+def test_e2e_varnet_estimates_its_maps_whatever_the_operator_carries():
+    model = VarNet(num_cascades=1, chans=2, pools=1, sens_chans=2, sens_pools=1, output="image")
+    mask = line_mask(12, 2, 4)
+    y = undersampled_kspace(2, 3, 10, 12, mask.expand(2, 12))
+    with torch.no_grad():
+        torch.testing.assert_close(model(y, SenseOperator(crandn(3, 10, 12), mask)), model(y, sampling(y, mask)))
 
 
 def test_varnet_takes_2d_masks():
@@ -246,21 +258,23 @@ def test_varnet_takes_2d_masks():
     y = undersampled_kspace(2, 2, 10, 12, mask.expand(2, 12))
     maps = crandn(2, 10, 12)
     columns_2d = mask.expand(10, 12)
-    torch.testing.assert_close(given(y, columns_2d, maps=maps), given(y, mask, maps=maps))
-    torch.testing.assert_close(given(y, columns_2d.expand(2, 10, 12), maps=maps), given(y, mask, maps=maps))
+    torch.testing.assert_close(given(y, SenseOperator(maps, columns_2d)), given(y, SenseOperator(maps, mask)))
+    torch.testing.assert_close(given(y, SenseOperator(maps, columns_2d.expand(2, 10, 12))),
+                               given(y, SenseOperator(maps, mask)))
     pattern = torch.rand(10, 12) < 0.4
     pattern[3:8, 4:9] = True  # a 5x5 fully sampled centre around (5, 6)
     keep = centre_square(pattern.expand(1, 10, 12))[0]
     assert keep.sum() == 25 and bool(pattern[keep].all())
     learned = VarNet(num_cascades=1, chans=2, pools=1, sens_chans=2, sens_pools=1, output="image")
-    out = learned(y * pattern, pattern)
+    out = learned(y * pattern, sampling(y, pattern))
     assert out.shape == (2, 10, 12) and torch.isfinite(out.abs()).all()
 
 
 def test_varnet_gradients_reach_every_parameter():
     model = VarNet(num_cascades=2, chans=2, pools=1, sens_chans=2, sens_pools=1)
     mask = line_mask(16, 2, 4)
-    model(undersampled_kspace(2, 3, 16, 16, mask.expand(2, 16)), mask).sum().backward()
+    y = undersampled_kspace(2, 3, 16, 16, mask.expand(2, 16))
+    model(y, sampling(y, mask)).sum().backward()
     # The first cascade starts at k = y, where the soft DC term M(k - y) and its dc_weight gradient vanish.
     trained = {n: p for n, p in model.named_parameters() if n != "cascades.0.dc_weight"}
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in trained.values())
@@ -286,7 +300,7 @@ def test_modl_one_iteration_with_zero_denoiser_is_regularised_sense():
     y, maps, mask = sense_problem(dtype=torch.complex128)
     lam = 0.3
     model = MoDL(denoiser=Zero(), num_iter=1, cg_iter=60, lam=lam, cg_tol=1e-12).double()
-    out = model(y, maps, mask)
+    out = model(y, SenseOperator(maps, mask))
     # Dense (A^H A + lam I)^{-1} A^H y per sample, from the explicit matrix of A.
     height, width = y.shape[-2:]
     eye = torch.eye(height * width, dtype=torch.complex128).reshape(-1, height, width)
@@ -299,7 +313,7 @@ def test_modl_one_iteration_with_zero_denoiser_is_regularised_sense():
 def test_modl_forward_and_gradients():
     y, maps, mask = sense_problem(height=12, width=10)
     model = MoDL(denoiser=ComplexAdapter(DnCNN(depth=3, channels=8)), num_iter=2, cg_iter=4)
-    out = model(y, maps, mask)
+    out = model(y, SenseOperator(maps, mask))
     assert out.shape == (2, 12, 10) and out.dtype == torch.complex64
     out.abs().square().sum().backward()
     assert model.lam.grad is not None and float(model.lam.grad.abs()) > 0
@@ -326,7 +340,7 @@ def test_deq_with_zero_denoiser_reaches_the_analytic_fixed_point():
     alpha, gamma = 0.3, 0.8
     model = DEQ(denoiser=Zero(), alpha=alpha, gamma=gamma, solver_kwargs=dict(tol=1e-11, max_iter=200)).double()
     with torch.no_grad():
-        out = model(y, maps, mask)
+        out = model(y, SenseOperator(maps, mask))
     assert bool(model.last_info["converged"].all())
     size = y.shape[-2] * y.shape[-1]
     for b, A in enumerate(dense_sense_matrix(maps, mask)):
@@ -340,12 +354,11 @@ def test_deq_edsr_converges_and_reports_iterations():
     max_iter, tol = 50, 1e-4
     model = DEQ(denoiser=ComplexAdapter(EDSR(n_resblocks=2, n_feats=8)), solver_kwargs=dict(tol=tol, max_iter=max_iter))
     with torch.no_grad():
-        out = model(y, maps, mask)
+        out = model(y, SenseOperator(maps, mask))
         info = model.last_info
         assert out.shape == (2, 16, 12) and out.dtype == torch.complex64
         assert bool(info["converged"].all()) and int(info["sample_nstep"].max()) < max_iter
         # Check the fixed point independently of the solver's bookkeeping.
-        from mbdlfast.physics.sense import SenseOperator
         op = SenseOperator(maps, mask)
         step = model.iteration(out, op, op.A_adjoint(y))
         assert float(((step - out).norm(dim=(-2, -1)) / step.norm(dim=(-2, -1))).max()) <= tol
@@ -356,7 +369,7 @@ def test_deq_gradients_reach_alpha_gamma_and_denoiser(backward):
     y, maps, mask = sense_problem(height=8, width=8)
     model = DEQ(denoiser=ComplexAdapter(EDSR(n_resblocks=1, n_feats=4)), backward=backward,
                 solver_kwargs=dict(tol=1e-5))
-    model(y, maps, mask).abs().square().sum().backward()
+    model(y, SenseOperator(maps, mask)).abs().square().sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
 

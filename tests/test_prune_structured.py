@@ -14,6 +14,7 @@ from mbdlfast import ops
 from mbdlfast.cli import main as cli_main
 from mbdlfast.finetune import ModelConfig, build_model, load_checkpoint, save_checkpoint
 from mbdlfast.models import EDSR
+from mbdlfast.physics.sense import SenseOperator
 from mbdlfast.prune import count_macs, count_params, load_pruned, prune_structured, save_pruned
 from mbdlfast.finetune.checkpoint import architecture_difference
 from mbdlfast.prune.structured import default_ignored_layers
@@ -44,8 +45,9 @@ def example(name: str, batch_size: int = 2):
     mask[::3] = True
     mask[SIZE // 2 - 3:SIZE // 2 + 3] = True
     kspace = kspace * mask
-    return {"deq": (kspace, maps, mask), "modl": (kspace, maps, mask), "varnet": (kspace, mask, None, maps),
-            "e2e_varnet": (kspace, mask), "edsr": (torch.fft.ifft2(kspace).sum(dim=1),)}[name]
+    if name == "edsr":
+        return (torch.fft.ifft2(kspace).sum(dim=1),)
+    return (kspace, SenseOperator(maps, mask))
 
 
 def small_model(name: str):

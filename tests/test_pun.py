@@ -50,7 +50,7 @@ def test_masked_modl_trains_with_pruned_weights_held_at_zero_and_checkpoints_wit
         assert torch.equal(mask, masks[name])
     batch = collate_batch([items[1]])
     model.eval()
-    torch.testing.assert_close(loaded(batch.kspace, batch.maps, batch.mask), model(batch.kspace, batch.maps, batch.mask))
+    torch.testing.assert_close(loaded(batch.kspace, batch.physics()), model(batch.kspace, batch.physics()))
 
 
 def test_brain_test_batch_is_the_normalised_undersampled_real_slice(shared_data):

@@ -130,7 +130,7 @@ def test_recon_follows_the_evaluation_protocol(setup):
         maps = espirit(kspace, calib_width=side)
         scale = SenseOperator(maps, mask).A_adjoint(kspace[None]).abs().max()
         with torch.no_grad():
-            expected = (checkpoint.model(kspace[None] / scale, maps[None], mask[None]).abs() * scale)[0]
+            expected = (checkpoint.model(kspace[None] / scale, SenseOperator(maps[None], mask[None])).abs() * scale)[0]
         torch.testing.assert_close(torch.from_numpy(result.image[index]), expected, rtol=1e-4,
                                    atol=1e-5 * float(scale))
 
@@ -313,7 +313,8 @@ def test_structurally_pruned_checkpoint(setup, tmp_path):
     kwargs = {"prior_kwargs": {"n_resblocks": 1, "n_feats": 16}, "solver_kwargs": {"max_iter": 4}}
     dense, _ = build_model("deq", kwargs)
     example = (torch.zeros(1, COILS, HEIGHT, WIDTH, dtype=torch.complex64),
-               torch.ones(1, COILS, HEIGHT, WIDTH, dtype=torch.complex64), torch.ones(1, WIDTH, dtype=torch.bool))
+               SenseOperator(torch.ones(1, COILS, HEIGHT, WIDTH, dtype=torch.complex64),
+                             torch.ones(1, WIDTH, dtype=torch.bool)))
     pruned = structured.prune_structured(dense, example, 0.5)
     assert structured.count_params(pruned) < structured.count_params(dense)
     structured.save_pruned(pruned, tmp_path / "pruned.pt", "deq", kwargs)

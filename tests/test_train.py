@@ -177,8 +177,8 @@ def test_checkpoint_rebuilds_the_trained_model_from_the_file_alone(tmp_path):
     batch = collate_batch([trainer.val_set[0]])
     trainer.model.eval()
     with torch.no_grad():
-        assert torch.equal(trainer.model(batch.kspace, batch.maps, batch.mask),
-                           checkpoint.model(batch.kspace, batch.maps, batch.mask))
+        assert torch.equal(trainer.model(batch.kspace, batch.physics()),
+                           checkpoint.model(batch.kspace, batch.physics()))
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):

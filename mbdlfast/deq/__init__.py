@@ -3,11 +3,12 @@
 * :func:`fixed_point` — plain iteration; :func:`anderson` — Anderson acceleration with a conjugated
   (complex-correct), incrementally updated Gram matrix, per-sample freezing, best-iterate return and
   device-side convergence checks;
+* :data:`SOLVERS` — every solver by name (with the public DEQ code's Anderson, ``reference_anderson``);
 * :class:`DEQFixedPoint` — solves z* = f(z*, inputs) without gradients and re-attaches gradients by
   one Jacobian-free step (JFB) or by the implicit-function theorem (IFT).
 """
 from mbdlfast.deq.anderson import anderson, mixing_weights
-from mbdlfast.deq.deq import DEQFixedPoint
+from mbdlfast.deq.deq import SOLVERS, DEQFixedPoint, accepted_kwargs
 from mbdlfast.deq.fixed_point import fixed_point
 
-__all__ = ["DEQFixedPoint", "anderson", "fixed_point", "mixing_weights"]
+__all__ = ["SOLVERS", "DEQFixedPoint", "accepted_kwargs", "anderson", "fixed_point", "mixing_weights"]

@@ -16,6 +16,8 @@ from typing import Callable
 
 import torch
 
+from mbdlfast.sync_guard import allow_host_sync
+
 from mbdlfast._validation import check_tensor
 
 RUNNING, CONVERGED, DIVERGED, NONFINITE = 0, 1, 2, 3
@@ -128,14 +130,17 @@ class ConvergenceTracker:
 
     def any_running(self) -> bool:
         """Host read (one synchronisation): is any sample still iterating?"""
-        return bool((self.status == RUNNING).any())
+        with allow_host_sync("fixed-point solver: convergence check every check_every steps"):
+            return bool((self.status == RUNNING).any())
 
     def finish(self, **extra) -> tuple[torch.Tensor, dict]:
         """The best iterate per sample (flat) and the info dict."""
         running = self.status == RUNNING
         sample_nstep = torch.where(running, self.nstep, self.sample_nstep)
+        with allow_host_sync("fixed-point solver: the final report's status names"):
+            status_names = [STATUS_NAMES[int(code)] for code in self.status.tolist()]
         info = {
-            "status": [STATUS_NAMES[int(code)] for code in self.status.tolist()],
+            "status": status_names,
             "converged": self.status == CONVERGED,
             "nstep": self.nstep,
             "sample_nstep": sample_nstep,

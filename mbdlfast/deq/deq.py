@@ -12,14 +12,25 @@ Both work on complex states (PyTorch's conjugate-Wirtinger gradient convention t
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
 from mbdlfast.deq.anderson import anderson
 from mbdlfast.deq.fixed_point import fixed_point
+from mbdlfast.deq.reference_anderson import reference_anderson
 
-SOLVERS = {"anderson": anderson, "fixed_point": fixed_point}
+# Every fixed-point solver by name: ours, the plain iteration, and the public DEQ code's Anderson.
+SOLVERS = {"anderson": anderson, "fixed_point": fixed_point, "reference_anderson": reference_anderson}
 BACKWARDS = ("jfb", "ift")
+
+
+def accepted_kwargs(solver: str, kwargs: dict) -> dict:
+    """The entries of ``kwargs`` that the solver ``solver`` takes (e.g. Anderson's ``m`` is not the
+    plain iteration's), so one set of settings can be handed to any solver."""
+    parameters = inspect.signature(SOLVERS[solver]).parameters
+    return {name: value for name, value in kwargs.items() if name in parameters}
 
 
 class _ImplicitGradient(torch.autograd.Function):
@@ -49,7 +60,7 @@ class _ImplicitGradient(torch.autograd.Function):
 class DEQFixedPoint(nn.Module):
     """Equilibrium layer around ``f_module(z, *inputs)``; ``forward(z0, *inputs)`` returns z*.
 
-    ``solver``: "anderson" or "fixed_point", called with ``solver_kwargs`` (tol, max_iter, m, ...).
+    ``solver``: a name of :data:`SOLVERS`, called with ``solver_kwargs`` (tol, max_iter, m, ...).
     ``backward``: "jfb" or "ift"; the IFT adjoint solve uses ``backward_solver`` (default: the
     forward solver) with ``backward_kwargs``. After a call, ``last_info`` holds the forward solver's
     info and, after a backward through IFT, ``last_backward_info`` the adjoint solver's.

@@ -186,10 +186,7 @@ class CompressedSensingMRI(DIPTask):
         return self.operator.A(self.image(x))
 
     def to(self, device) -> "CompressedSensingMRI":
-        from mbdlfast.physics.sense import SenseOperator
-
-        operator = self.operator
-        self.operator = SenseOperator(operator.maps.to(device), operator.mask.to(device), mask_is_2d=operator.is_2d)
+        self.operator = self.operator.to(device)
         return self
 
     def measure(self, truth: torch.Tensor, *, seed: int = 0) -> torch.Tensor:

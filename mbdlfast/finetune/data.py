@@ -49,6 +49,10 @@ class TrainingBatch:
     def __len__(self) -> int:
         return self.kspace.shape[0]
 
+    def physics(self) -> SenseOperator:
+        """The batch's SENSE operator (validated here: build it once per batch)."""
+        return SenseOperator(self.maps, self.mask, mask_is_2d=False)
+
 
 def line_mask(kind: str, num_cols: int, acceleration: int, center_fraction: float, seed) -> torch.Tensor:
     """A (num_cols,) bool phase-encode mask of ``kind`` (see :data:`mbdlfast.finetune.config.MASK_KINDS`)."""

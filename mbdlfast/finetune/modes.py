@@ -91,9 +91,8 @@ class SchoolTerm:
 
 def measurement_consistency(image: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
     """L1 between A·image and the measured k-space over the sampled k-space locations."""
-    operator = SenseOperator(batch.maps, batch.mask, mask_is_2d=False)
     sampled = batch.mask.bool().reshape(-1, 1, 1, batch.kspace.shape[-1]).expand_as(batch.kspace)
-    return l1_loss(operator.A(image)[sampled], batch.kspace[sampled])
+    return l1_loss(batch.physics().A(image)[sampled], batch.kspace[sampled])
 
 
 class SelfSupervisedTerm:

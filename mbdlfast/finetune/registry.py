@@ -4,15 +4,17 @@ to call it on a training batch, and which loss its published training used.
 Every model is built from JSON-like kwargs only (CNN priors are named, not passed as modules), so a
 checkpoint that stores the name and the resolved kwargs rebuilds the same network from the file.
 
-=============  ===================================================  ===========  =========
-name           network                                              called as    loss
-=============  ===================================================  ===========  =========
-deq            :class:`~mbdlfast.models.DEQ`, EDSR prior            (y, S, M)    smooth_l1
-modl           :class:`~mbdlfast.models.MoDL`, DnCNN-5 prior        (y, S, M)    smooth_l1
-varnet         :class:`~mbdlfast.models.VarNet`, given maps         (y, M, S)    ssim
-e2e_varnet     :class:`~mbdlfast.models.VarNet`, learned maps       (y, M)       ssim
-edsr, dncnn    image-domain CNN on the zero-filled Aᴴy              (Aᴴy)        smooth_l1
-=============  ===================================================  ===========  =========
+=============  ===================================================  ============  =========
+name           network                                              called as     loss
+=============  ===================================================  ============  =========
+deq            :class:`~mbdlfast.models.DEQ`, EDSR prior            (y, physics)  smooth_l1
+modl           :class:`~mbdlfast.models.MoDL`, DnCNN-5 prior        (y, physics)  smooth_l1
+varnet         :class:`~mbdlfast.models.VarNet`, given maps         (y, physics)  ssim
+e2e_varnet     :class:`~mbdlfast.models.VarNet`, learned maps       (y, physics)  ssim
+edsr, dncnn    image-domain CNN on the zero-filled Aᴴy              (Aᴴy)         smooth_l1
+=============  ===================================================  ============  =========
+
+``physics`` is the batch's :class:`~mbdlfast.physics.sense.SenseOperator` (``batch.physics()``).
 """
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ import torch
 from torch import nn
 
 from mbdlfast.models import DEQ, ComplexAdapter, DnCNN, EDSR, MoDL, VarNet
-from mbdlfast.physics.sense import SenseOperator
 
 PRIORS: dict[str, type[nn.Module]] = {"edsr": EDSR, "dncnn": DnCNN}
 
@@ -43,21 +44,12 @@ def _checked(name: str, kwargs: dict, known: dict) -> dict:
     return kwargs
 
 
-def _unrolled(model: nn.Module, batch) -> torch.Tensor:
-    return model(batch.kspace, batch.maps, batch.mask)
-
-
-def _varnet_given_maps(model: nn.Module, batch) -> torch.Tensor:
-    return model(batch.kspace, batch.mask, maps=batch.maps)
-
-
-def _varnet_learned_maps(model: nn.Module, batch) -> torch.Tensor:
-    return model(batch.kspace, batch.mask)
+def _reconstruction(model: nn.Module, batch) -> torch.Tensor:
+    return model(batch.kspace, batch.physics())
 
 
 def _image_domain(model: nn.Module, batch) -> torch.Tensor:
-    zero_filled = SenseOperator(batch.maps, batch.mask, mask_is_2d=False).A_adjoint(batch.kspace)
-    return model(zero_filled)
+    return model(batch.physics().A_adjoint(batch.kspace))
 
 
 @dataclass(frozen=True)
@@ -108,11 +100,11 @@ class ModelSpec:
 _PAPER_VARNET = {"num_cascades": 8, "chans": 18, "pools": 4, "output": "image"}
 
 MODEL_REGISTRY: dict[str, ModelSpec] = {
-    "deq": ModelSpec(DEQ, _unrolled, "smooth_l1", {"prior": "edsr", "prior_kwargs": {}}),
-    "modl": ModelSpec(MoDL, _unrolled, "smooth_l1",
+    "deq": ModelSpec(DEQ, _reconstruction, "smooth_l1", {"prior": "edsr", "prior_kwargs": {}}),
+    "modl": ModelSpec(MoDL, _reconstruction, "smooth_l1",
                       {"prior": "dncnn", "prior_kwargs": {"depth": 5, "channels": 64, "batch_norm": True}}),
-    "varnet": ModelSpec(VarNet, _varnet_given_maps, "ssim", {**_PAPER_VARNET, "estimate_sens": False}),
-    "e2e_varnet": ModelSpec(VarNet, _varnet_learned_maps, "ssim", {**_PAPER_VARNET, "estimate_sens": True}),
+    "varnet": ModelSpec(VarNet, _reconstruction, "ssim", {**_PAPER_VARNET, "estimate_sens": False}),
+    "e2e_varnet": ModelSpec(VarNet, _reconstruction, "ssim", {**_PAPER_VARNET, "estimate_sens": True}),
     "edsr": ModelSpec(EDSR, _image_domain, "smooth_l1", complex_adapter=True),
     "dncnn": ModelSpec(DnCNN, _image_domain, "smooth_l1", complex_adapter=True),
 }

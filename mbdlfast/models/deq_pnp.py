@@ -14,10 +14,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mbdlfast.deq import DEQFixedPoint
+from mbdlfast.deq import SOLVERS, DEQFixedPoint, accepted_kwargs
 from mbdlfast.models.channels import ComplexAdapter
 from mbdlfast.models.edsr import EDSR
-from mbdlfast.physics.sense import SenseOperator, is_general_2d_mask
+from mbdlfast.physics.sense import SenseOperator
+
+_PUBLISHED_SOLVER_SETTINGS = dict(m=5, lam=1e-4, beta=1.0, tol=1e-3, max_iter=100, weights="real")
 
 
 class DEQ(nn.Module):
@@ -30,36 +32,40 @@ class DEQ(nn.Module):
         gamma: initial gradient step γ (learned); γ ≤ 1 keeps I − γAᴴA non-expansive for maps
             with RSS ≤ 1 and orthonormal FFTs.
         backward: "jfb" or "ift", see :class:`mbdlfast.deq.DEQFixedPoint`.
-        solver_kwargs: for :func:`mbdlfast.deq.anderson`; defaults m=5, lam=1e-4, beta=1, tol=1e-3,
-            max_iter=100 (the published settings) and weights="real": T is only real-linear (a
-            real CNN on the real and imaginary channels), so complex Anderson weights would stall.
+        solver: the forward fixed-point solver, a name of :data:`mbdlfast.deq.SOLVERS` (``"fixed_point"``
+            is the seed's plain iteration).
+        solver_kwargs: for the solver; over the defaults m=5, lam=1e-4, beta=1, tol=1e-3,
+            max_iter=100 (the published settings) and weights="real" (T is only real-linear, a real
+            CNN on the real and imaginary channels, so complex Anderson weights would stall), of
+            which each solver gets those it takes.
 
     After a forward, ``last_info`` holds the solver's info (``nstep`` f-evaluations of the batch,
     ``sample_nstep``, ``converged``, residuals, ...).
     """
 
     def __init__(self, denoiser: nn.Module | None = None, alpha: float = 0.5, gamma: float = 1.0,
-                 backward: str = "jfb", solver_kwargs: dict | None = None):
+                 backward: str = "jfb", solver: str = "anderson", solver_kwargs: dict | None = None):
         super().__init__()
+        if solver not in SOLVERS:
+            raise ValueError(f"solver: expected one of {sorted(SOLVERS)}, got {solver!r}")
         self.denoiser = denoiser if denoiser is not None else ComplexAdapter(EDSR())
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
         self.gamma = nn.Parameter(torch.tensor(float(gamma)))
         self.backward = backward
-        self.solver_kwargs = {**dict(m=5, lam=1e-4, beta=1.0, tol=1e-3, max_iter=100, weights="real"),
-                              **(solver_kwargs or {})}
+        self.solver = solver
+        self.solver_kwargs = {**accepted_kwargs(solver, _PUBLISHED_SOLVER_SETTINGS), **(solver_kwargs or {})}
         self.last_info: dict | None = None
 
-    def iteration(self, z: torch.Tensor, op: SenseOperator, AHy: torch.Tensor) -> torch.Tensor:
+    def iteration(self, z: torch.Tensor, physics: SenseOperator, AHy: torch.Tensor) -> torch.Tensor:
         """One application of T: a gradient step on the data term, then the relaxed denoiser."""
-        v = op.dc_step(z, AHy, self.gamma)
+        v = physics.dc_step(z, AHy, self.gamma)
         return self.alpha * self.denoiser(v) + (1 - self.alpha) * v
 
-    def forward(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Undersampled k-space (B,C,H,W), maps (B,C,H,W) or (C,H,W), mask (W,)/(B,W)/(H,W) → image (B,H,W)."""
-        op = SenseOperator(maps, mask, mask_is_2d=is_general_2d_mask(mask, kspace.shape[0]))
-        AHy = op.A_adjoint(kspace)
-        equilibrium = DEQFixedPoint(self.iteration, solver="anderson", backward=self.backward,
+    def forward(self, kspace: torch.Tensor, physics: SenseOperator) -> torch.Tensor:
+        """Undersampled k-space (B,C,H,W) and its SENSE operator → image (B,H,W)."""
+        AHy = physics.A_adjoint(kspace)
+        equilibrium = DEQFixedPoint(self.iteration, solver=self.solver, backward=self.backward,
                                     solver_kwargs=self.solver_kwargs)
-        out = equilibrium(AHy, op, AHy)
+        out = equilibrium(AHy, physics, AHy)
         self.last_info = equilibrium.last_info
         return out

@@ -2,7 +2,9 @@
 
 x₀ = Aᴴy, then ``num_iter`` times x ← (AᴴA + λI)⁻¹ (Aᴴy + λ·D(x)), with the same denoiser D and
 the same learned λ in every iteration. The inverse is ``cg_iter`` conjugate-gradient steps on the
-SENSE normal operator; autograd runs through the unrolled CG, so D and λ train end to end.
+SENSE normal operator; autograd runs through the unrolled CG, so D and λ train end to end. The CG
+runs its ``cg_iter`` iterations without looking at convergence on the host (a sample that reached
+``cg_tol`` is frozen on the device), so a forward never waits on the device.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from torch import nn
 from mbdlfast.models.channels import ComplexAdapter
 from mbdlfast.models.dncnn import DnCNN
 from mbdlfast.physics.linalg import conjugate_gradient
-from mbdlfast.physics.sense import SenseOperator, is_general_2d_mask
+from mbdlfast.physics.sense import SenseOperator
 
 
 class MoDL(nn.Module):
@@ -44,13 +46,13 @@ class MoDL(nn.Module):
         self.lam = nn.Parameter(torch.tensor(float(lam)))
         self.last_info: dict | None = None
 
-    def forward(self, kspace: torch.Tensor, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Undersampled k-space (B,C,H,W), maps (B,C,H,W) or (C,H,W), mask (W,)/(B,W)/(H,W) → image (B,H,W)."""
-        op = SenseOperator(maps, mask, mask_is_2d=is_general_2d_mask(mask, kspace.shape[0]))
-        AHy = op.A_adjoint(kspace)
+    def forward(self, kspace: torch.Tensor, physics: SenseOperator) -> torch.Tensor:
+        """Undersampled k-space (B,C,H,W) and its SENSE operator → image (B,H,W)."""
+        AHy = physics.A_adjoint(kspace)
         x = AHy
         for _ in range(self.num_iter):
             rhs = AHy + self.lam * self.denoiser(x)
-            x, info = conjugate_gradient(op.A_adjoint_A, rhs, x0=x, lam=self.lam, max_iter=self.cg_iter, tol=self.cg_tol)
+            x, info = conjugate_gradient(physics.A_adjoint_A, rhs, x0=x, lam=self.lam, max_iter=self.cg_iter,
+                                         tol=self.cg_tol, host_check_every=None)
         self.last_info = {key: value.detach() for key, value in info.items()}
         return x

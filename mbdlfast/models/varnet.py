@@ -1,11 +1,11 @@
 """VarNet with given coil maps, and E2E-VarNet with learned maps (Sriram et al., 2020).
 
 Each cascade updates the k-space estimate k with a soft data-consistency term and a learned
-regulariser, k ← k − λ·M·(k − y) − F S · NormUnet(Sᴴ Fᴴ k), through the dispatched ops
-:func:`mbdlfast.ops.soft_kspace_dc`, :func:`~mbdlfast.ops.coil_expand` and
-:func:`~mbdlfast.ops.coil_reduce`. With ``estimate_sens=True`` a :class:`SensitivityModel`
-estimates the maps from the fully sampled k-space centre (E2E-VarNet); otherwise the maps (e.g.
-ESPIRiT) are an input. Module and parameter names follow ``fastmri.models.VarNet``, so its
+regulariser, k ← k − λ·M·(k − y) − F S · NormUnet(Sᴴ Fᴴ k), through the SENSE operator's
+``soft_dc``, ``expand`` and ``reduce`` (the dispatched ops :func:`mbdlfast.ops.soft_kspace_dc`,
+:func:`~mbdlfast.ops.coil_expand` and :func:`~mbdlfast.ops.coil_reduce`). With
+``estimate_sens=True`` a :class:`SensitivityModel` estimates the maps from the fully sampled
+k-space centre (E2E-VarNet); otherwise the operator's maps (e.g. ESPIRiT) are used. Module and parameter names follow ``fastmri.models.VarNet``, so its
 state_dicts load directly (:meth:`VarNet.from_fastmri`).
 """
 from __future__ import annotations
@@ -15,36 +15,13 @@ import re
 import torch
 from torch import nn
 
-from mbdlfast import ops
-from mbdlfast._validation import check_complex, check_ndim, check_same_device, check_shape, check_tensor
+from mbdlfast._validation import check_complex, check_shape
 from mbdlfast.models.unet import NormUnet
-from mbdlfast.ops.fft import fft2c, ifft2c
+from mbdlfast.ops.fft import ifft2c
 from mbdlfast.physics.linalg import rss
-from mbdlfast.physics.sense import is_general_2d_mask
+from mbdlfast.physics.sense import SenseOperator
 
 OUTPUTS = ("rss", "image", "kspace")
-
-
-def _sampling_mask(mask, batch_size: int, height: int, width: int) -> tuple[torch.Tensor, bool]:
-    """The sampling mask as bool and whether it is 2D: 1D lines (W,) or (B,W) (fastMRI's
-    (B|1,1,1,W,1) layout too), or a general 2D pattern (H,W) or (B,H,W) (a 2-D mask whose first dim
-    is not the batch is (H,W), as :func:`mbdlfast.physics.sense.is_general_2d_mask` reads it)."""
-    check_tensor("mask", mask)
-    if mask.is_complex():
-        raise TypeError(f"mask: expected bool or real 0/1 values, got {mask.dtype}")
-    if mask.dim() == 5 and mask.shape[1] == mask.shape[2] == mask.shape[4] == 1:
-        mask = mask[:, 0, 0, :, 0]
-        if mask.shape[0] == 1:
-            mask = mask[0]
-    layout = "a 1D mask (W,) or (B,W), fastMRI's (B,1,1,W,1), or a 2D mask (H,W) or (B,H,W)"
-    check_ndim("mask", mask, (1, 2, 3), layout)
-    two_d = is_general_2d_mask(mask, batch_size)
-    expected = ((height, width), (batch_size, height, width)) if two_d else ((width,), (batch_size, width))
-    if tuple(mask.shape) not in expected:
-        raise ValueError(f"mask: expected {' or '.join(map(str, expected))} ({layout}), got {tuple(mask.shape)}")
-    if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
-        raise ValueError("mask: expected only 0/1 values (bool or real)")
-    return mask != 0, two_d
 
 
 def centre_square(mask: torch.Tensor) -> torch.Tensor:
@@ -121,11 +98,9 @@ class VarNetBlock(nn.Module):
         self.model = model
         self.dc_weight = nn.Parameter(torch.ones(1))
 
-    def forward(self, kspace: torch.Tensor, ref_kspace: torch.Tensor, mask: torch.Tensor,
-                maps: torch.Tensor, mask_is_2d: bool = False) -> torch.Tensor:
-        image = ops.coil_reduce(ifft2c(kspace), maps)
-        model_term = fft2c(ops.coil_expand(self.model(image), maps))
-        return ops.soft_kspace_dc(kspace, ref_kspace, mask, self.dc_weight, mask_is_2d) - model_term
+    def forward(self, kspace: torch.Tensor, ref_kspace: torch.Tensor, physics: SenseOperator) -> torch.Tensor:
+        model_term = physics.expand(self.model(physics.reduce(kspace)))
+        return physics.soft_dc(kspace, ref_kspace, self.dc_weight) - model_term
 
 
 class VarNet(nn.Module):
@@ -157,50 +132,33 @@ class VarNet(nn.Module):
             self.sens_net = SensitivityModel(sens_chans, sens_pools, mask_center=mask_center)
         self.cascades = nn.ModuleList(VarNetBlock(NormUnet(chans, pools)) for _ in range(num_cascades))
 
-    def forward(self, masked_kspace: torch.Tensor, mask: torch.Tensor, num_low_frequencies=None,
-                maps: torch.Tensor | None = None) -> torch.Tensor:
-        """Reconstruct from undersampled k-space (B,C,H,W) and its mask, 1D lines or a 2D pattern (see
-        :func:`_sampling_mask`); see ``output`` for the result.
+    def forward(self, masked_kspace: torch.Tensor, physics: SenseOperator, num_low_frequencies=None) -> torch.Tensor:
+        """Reconstruct from undersampled k-space (B,C,H,W) and its SENSE operator (1D lines or a 2D
+        pattern, full k-space); see ``output`` for the result.
 
-        ``maps`` (B,C,H,W) or (C,H,W) are required without ``estimate_sens`` and refused with it;
-        ``num_low_frequencies`` (int or (B,)) overrides the centre band the sensitivity net sees.
+        With ``estimate_sens`` the operator's maps are not used (the sensitivity network estimates
+        them from the k-space centre, so ``physics`` may describe the sampling only, built with
+        ``maps=None``); otherwise they are required. ``num_low_frequencies`` (int or (B,)) overrides
+        the centre band the sensitivity net sees.
         """
-        check_complex("masked_kspace", masked_kspace)
-        check_ndim("masked_kspace", masked_kspace, (4,), "multicoil k-space (B,C,H,W)")
-        batch_size, num_coils, height, width = masked_kspace.shape
-        mask, mask_is_2d = _sampling_mask(mask, batch_size, height, width)
-        check_same_device(masked_kspace=masked_kspace, mask=mask)
+        if not isinstance(physics, SenseOperator) or physics.compact:
+            raise ValueError("physics: expected a SenseOperator on full k-space (compact=False)")
+        check_complex("masked_kspace", masked_kspace, physics.dtype)
+        check_shape("masked_kspace", masked_kspace, (physics.batch_size, *physics.shape), "multicoil k-space (B,C,H,W)")
         if self.estimate_sens:
-            if maps is not None:
-                raise ValueError("maps: this VarNet estimates the coil maps (estimate_sens=True); do not pass maps")
-            per_sample = (batch_size, height, width) if mask_is_2d else (batch_size, width)
-            maps = self.sens_net(masked_kspace, mask.expand(per_sample), num_low_frequencies)
-        else:
-            maps = self._checked_maps(maps, masked_kspace)
+            batch_size, _, height, width = masked_kspace.shape
+            mask = (physics.mask != 0).expand((batch_size, height, width) if physics.is_2d else (batch_size, width))
+            physics = physics.with_maps(self.sens_net(masked_kspace, mask, num_low_frequencies))
 
         kspace = masked_kspace
         for cascade in self.cascades:
-            kspace = cascade(kspace, masked_kspace, mask, maps, mask_is_2d)
+            kspace = cascade(kspace, masked_kspace, physics)
 
         if self.output == "kspace":
             return kspace
         if self.output == "image":
-            return ops.coil_reduce(ifft2c(kspace), maps)
+            return physics.reduce(kspace)
         return rss(ifft2c(kspace), dim=1)
-
-    @staticmethod
-    def _checked_maps(maps, kspace: torch.Tensor) -> torch.Tensor:
-        if maps is None:
-            raise ValueError("maps: this VarNet takes the coil maps as input (estimate_sens=False); pass maps")
-        check_complex("maps", maps, kspace.dtype)
-        check_same_device(maps=maps, masked_kspace=kspace)
-        if maps.dim() == 3:
-            maps = maps.unsqueeze(0)
-        batch_size, num_coils, height, width = kspace.shape
-        check_shape("maps", maps, (None, num_coils, height, width), "coil maps (B,C,H,W) or (C,H,W)")
-        if maps.shape[0] not in (1, batch_size):
-            raise ValueError(f"maps: batch size {maps.shape[0]} does not match the k-space's {batch_size}")
-        return maps
 
     @classmethod
     def from_fastmri(cls, state_dict: dict, **kwargs) -> "VarNet":

@@ -322,28 +322,30 @@ def _check_kspace(name: str, k) -> Tensor:
     return check.check_ndim(name, k, (4,), "(B,C,H,W) k-space")
 
 
-def _maps_4d(maps, batch: int, height: int, width: int | None, dtype: torch.dtype) -> Tensor:
-    """(C,H,W) or (1|B,C,H,W) maps, checked against the data, as (Bm,C,H,W)."""
-    check.check_complex("maps", maps, dtype)
+def _maps_4d(maps, data_name: str, data: Tensor, width: int | None = None) -> Tensor:
+    """(C,H,W) or (1|B,C,H,W) maps, checked against the data ``data_name`` (B,...,H,W), as (Bm,C,H,W)."""
+    check.check_complex("maps", maps)
+    if data.dtype != maps.dtype:
+        raise TypeError(f"{data_name}: expected dtype {maps.dtype} to match maps, got {data.dtype}")
     check.check_ndim("maps", maps, (3, 4), "(C,H,W) or (B,C,H,W) coil maps")
     maps4 = maps.unsqueeze(0) if maps.dim() == 3 else maps
-    width = maps4.shape[-1] if width is None else width
+    batch, height = data.shape[0], data.shape[-2]
+    width = data.shape[-1] if width is None else width
     if maps4.shape[0] not in (1, batch) or tuple(maps4.shape[2:]) != (height, width):
-        raise ValueError(f"maps: expected shape (C,{height},{width}) or (1|{batch},C,{height},{width}) to match the "
-                         f"data, got {tuple(maps.shape)}")
+        raise ValueError(f"{data_name}, maps: {data_name} of shape {tuple(data.shape)} needs maps (C,{height},{width}) "
+                         f"or (1|{batch},C,{height},{width}), got maps {tuple(maps.shape)}")
     return maps4
 
 
 def _image_maps(x, maps) -> Tensor:
-    batch, height, width = _check_image("x", x).shape
-    return _maps_4d(maps, batch, height, width, x.dtype)
+    return _maps_4d(maps, "x", _check_image("x", x))
 
 
 def _kspace_maps(name: str, k, maps, width: int | None = None) -> Tensor:
-    batch, coils, height, kspace_width = _check_kspace(name, k).shape
-    maps4 = _maps_4d(maps, batch, height, kspace_width if width is None else width, k.dtype)
+    coils = _check_kspace(name, k).shape[1]
+    maps4 = _maps_4d(maps, name, k, width)
     if maps4.shape[1] != coils:
-        raise ValueError(f"maps: expected {coils} coils to match {name}, got {maps4.shape[1]}")
+        raise ValueError(f"{name}, maps: {name} of shape {tuple(k.shape)} has {coils} coils, maps {maps4.shape[1]}")
     return maps4
 
 

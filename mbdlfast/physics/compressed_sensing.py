@@ -13,7 +13,7 @@ import numbers
 import torch
 
 from mbdlfast._validation import check_complex, check_int, check_same_device, check_shape
-from mbdlfast.physics.linalg import _HOST_CHECK_EVERY, _dot, _per_sample
+from mbdlfast.physics.linalg import _HOST_CHECK_EVERY, _any_active, _dot, _per_sample
 from mbdlfast.physics.wavelets import WaveletTransform2D, soft_threshold
 
 
@@ -101,7 +101,7 @@ def l1_wavelet(
     active = torch.ones_like(step, dtype=torch.bool)
     iterations = torch.zeros_like(active, dtype=torch.long)
     for it in range(max_iter):
-        if it % _HOST_CHECK_EVERY == 0 and not bool(active.any()):
+        if it % _HOST_CHECK_EVERY == 0 and not _any_active(active):
             break
         descent = z - _per_sample(step, z) * (Nz - AHy)
         shrunk = transform.inverse([soft_threshold(c, threshold) for c in transform.forward(descent)])

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from mbdlfast._validation import check_tensor
+from mbdlfast.sync_guard import allow_host_sync
 
 # How many iterations run between two host checks of "every sample converged" (each is a sync on GPU).
 _HOST_CHECK_EVERY = 4
@@ -35,10 +36,14 @@ def conjugate_gradient(
     lam=0.0,
     max_iter: int = 50,
     tol: float = 1e-6,
+    host_check_every: int | None = _HOST_CHECK_EVERY,
 ) -> tuple[torch.Tensor, dict]:
     """Solve (normal + lam·I) x = rhs for each batch entry, with ``normal`` Hermitian positive semi-definite.
 
-    A sample stops (its iterate is frozen) once ||rhs − (normal + lam·I) x|| ≤ tol·||rhs||.
+    A sample stops (its iterate is frozen) once ||rhs − (normal + lam·I) x|| ≤ tol·||rhs||. Every
+    ``host_check_every`` iterations the host looks whether all have stopped, to end the loop early
+    (a synchronisation); ``None`` never looks and runs ``max_iter`` iterations (the frozen samples do
+    not change), with no host synchronisation at all (e.g. an unrolled network, a CUDA graph).
 
     Returns ``(x, info)`` with info["iterations"] (B,) the iterations each sample used,
     info["residuals"] (k+1, B) the relative residual norms after each of the k iterations run, and
@@ -68,7 +73,7 @@ def conjugate_gradient(
     active = residuals[0] > tol
     iterations = torch.zeros_like(rhs_norm, dtype=torch.long)
     for it in range(max_iter):
-        if it % _HOST_CHECK_EVERY == 0 and not bool(active.any()):
+        if host_check_every is not None and it % host_check_every == 0 and not _any_active(active):
             break
         Ap = apply(p)
         pAp = _dot(p, Ap)
@@ -87,6 +92,11 @@ def conjugate_gradient(
     history = torch.stack(residuals)
     info = {"iterations": iterations, "residuals": history, "converged": history[-1] <= tol}
     return x, info
+
+
+def _any_active(active: torch.Tensor) -> bool:
+    with allow_host_sync("iterative solver: early-stop check"):
+        return bool(active.any())
 
 
 def cg_sense(

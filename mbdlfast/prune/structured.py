@@ -182,7 +182,7 @@ def prune_structured(model: nn.Module, example_inputs: tuple, ratio: float, *, i
 
     Args:
         model: a registry model (DEQ, MoDL, (E2E-)VarNet, ComplexAdapter(EDSR / DnCNN)) or a plain real CNN.
-        example_inputs: tuple of positional arguments of ``model.forward`` (e.g. ``(kspace, maps, mask)``).
+        example_inputs: tuple of positional arguments of ``model.forward`` (e.g. ``(kspace, physics)``).
         ratio: fraction of the channels of each dependency group to remove, in [0, 1); 0 returns a copy.
         importance: ``"l1"`` or ``"l2"`` group magnitude of the coupled weights.
         round_to: the kept channels of every pruned group are rounded down to a multiple of this
