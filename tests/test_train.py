@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -288,13 +289,28 @@ def _free_port() -> int:
 
 
 def torchrun(args: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """``torchrun --nproc_per_node 2 -m mbdlfast ...`` (torchrun is torch.distributed.run) on CPU/gloo."""
+    """``torchrun --nproc_per_node 2 -m mbdlfast ...`` (torchrun is torch.distributed.run) on CPU/gloo.
+
+    The job runs in its own process group; past ``timeout`` every process gets SIGABRT, on which
+    faulthandler prints each rank's Python stack, and the failure shows where they hung."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
                str(_free_port()), "-m", "mbdlfast", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONFAULTHANDLER": "1"}
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGABRT)
+        try:
+            stdout, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+        pytest.fail(f"torchrun did not finish within {timeout} s; its output after SIGABRT (each rank's stack):\n"
+                    f"{stderr[-8000:]}")
+    assert process.returncode == 0, stderr[-3000:]
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def _fingerprint(model) -> list[float]:
