@@ -3,7 +3,7 @@
 1. prune 25 % of the channels of every prunable layer group (``mbdlfast.prune.prune_structured``);
 2. fine-tune the pruned network in "school" mode: the dense network is the teacher, the student
    learns to match its reconstructions on synthetic slices (``mbdlfast.finetune.finetune``);
-3. save it with ``save_pruned`` and reload it with ``load_pruned`` (the file records the pruned
+3. save it with ``save_pruned`` and reload it with ``load_checkpoint`` (the file records the pruned
    shapes), checking that the reloaded network gives identical outputs.
 
 Prints parameters, MACs per denoiser application, and PSNR on held-out slices of the dense, the
@@ -22,7 +22,8 @@ from mbdlfast.finetune import TrainingSlices, collate_batch, finetune
 from mbdlfast.inference import OPTIMIZED, optimize_for_inference
 from mbdlfast.metrics import psnr_batch
 from mbdlfast.pretrained import DEFAULT_DATA, load_default
-from mbdlfast.prune import count_macs, count_params, load_pruned, prune_structured, save_pruned
+from mbdlfast.finetune.checkpoint import load_checkpoint, save_pruned
+from mbdlfast.prune import count_macs, count_params, prune_structured
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--ratio", type=float, default=0.25, help="fraction of channels to remove (default 0.25)")
@@ -60,7 +61,7 @@ out.mkdir(parents=True, exist_ok=True)
 path = save_pruned(tuned, out / "deq_pruned.pt", checkpoint.model_name, checkpoint.model_kwargs,
                    extra={"ratio": args.ratio, "finetune": {"mode": "school", "steps": args.steps, "lr": 1e-3},
                           "dense_params": count_params(dense)})
-reloaded = load_pruned(path).model
+reloaded = load_checkpoint(path).model
 with torch.no_grad():
     identical = torch.equal(tuned.eval()(*inputs), reloaded.eval()(*inputs))
 if not identical:

@@ -15,7 +15,8 @@ from mbdlfast.cli import main as cli_main
 from mbdlfast.finetune import ModelConfig, build_model, load_checkpoint, save_checkpoint
 from mbdlfast.models import EDSR
 from mbdlfast.physics.sense import SenseOperator
-from mbdlfast.prune import count_macs, count_params, load_pruned, prune_structured, save_pruned
+from mbdlfast.finetune.checkpoint import save_pruned
+from mbdlfast.prune import count_macs, count_params, prune_structured
 from mbdlfast.finetune.checkpoint import architecture_difference
 from mbdlfast.prune.structured import default_ignored_layers
 
@@ -197,7 +198,7 @@ def test_pruned_checkpoint_round_trip_is_exact(tmp_path, name):
     inputs = example(name, batch_size=1)
     pruned = prune_structured(model, inputs, 0.5, round_to=4)
     path = save_pruned(pruned, tmp_path / "pruned.pt", name, SMALL[name], extra={"ratio": 0.5})
-    loaded = load_pruned(path)
+    loaded = load_checkpoint(path)
     assert loaded.extra == {"ratio": 0.5} and loaded.model_name == name
     assert {k: v.shape for k, v in loaded.model.state_dict().items()} == \
            {k: v.shape for k, v in pruned.state_dict().items()}

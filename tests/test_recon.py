@@ -308,6 +308,7 @@ def setup_kspace(tmp_path, width):
 
 
 def test_structurally_pruned_checkpoint(setup, tmp_path):
+    from mbdlfast.finetune.checkpoint import save_pruned
     from mbdlfast.prune import structured
 
     kwargs = {"prior_kwargs": {"n_resblocks": 1, "n_feats": 16}, "solver_kwargs": {"max_iter": 4}}
@@ -317,7 +318,7 @@ def test_structurally_pruned_checkpoint(setup, tmp_path):
                              torch.ones(1, WIDTH, dtype=torch.bool)))
     pruned = structured.prune_structured(dense, example, 0.5)
     assert structured.count_params(pruned) < structured.count_params(dense)
-    structured.save_pruned(pruned, tmp_path / "pruned.pt", "deq", kwargs)
+    save_pruned(pruned, tmp_path / "pruned.pt", "deq", kwargs)
     volume = setup / "data" / "synthetic_brain_000.h5"
     assert recon(setup, tmp_path / "out", "--no-baselines", data=volume, model=tmp_path / "pruned.pt") == 0
     image, _, attrs = read_output(tmp_path / "out" / "synthetic_brain_000.h5")

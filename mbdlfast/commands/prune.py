@@ -128,7 +128,8 @@ def prune_checkpoint(settings: PruneSettings) -> int:
 
 def _prune(settings: PruneSettings, out, checkpoint, source_file: str) -> int:
     """The pruning itself, once the output is known to be writable."""
-    from mbdlfast.prune.structured import count_macs, count_params, prune_structured, save_pruned
+    from mbdlfast.finetune.checkpoint import save_pruned
+    from mbdlfast.prune.structured import count_macs, count_params, prune_structured
 
     dense = checkpoint.model
     inputs = example_inputs(dense, checkpoint.model_name, settings.image_size, settings.coils)

@@ -218,6 +218,14 @@ def save_checkpoint(path, model: nn.Module, config: TrainConfig | ModelConfig, *
     return path
 
 
+def save_pruned(model: nn.Module, path, model_name: str, model_kwargs: dict | None = None, *,
+                extra: dict | None = None) -> Path:
+    """Save a structurally pruned ``model`` of registry family ``model_name`` built from ``model_kwargs``:
+    the file records the pruned layer shapes, so :func:`load_checkpoint` rebuilds it. ``extra`` is
+    stored as is; put the pruning settings there (ratio, importance, round_to, dense params)."""
+    return save_checkpoint(path, model, ModelConfig(model_name, dict(model_kwargs or {})), extra=extra, save_rng=False)
+
+
 def load_checkpoint(path, *, expected_model: str | None = None, map_location="cpu") -> Checkpoint:
     """Rebuild the model stored at ``path`` and return it with its training state.
 

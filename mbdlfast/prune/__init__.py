@@ -8,7 +8,7 @@ import importlib
 
 _EXPORTS = {
     # structured pruning of trained networks (torch-pruning's dependency graph)
-    "prune_structured": "structured", "save_pruned": "structured", "load_pruned": "structured",
+    "prune_structured": "structured",
     "count_params": "structured", "count_macs": "structured",
     # pruning at initialization (PUN and the SNIP / GraSP / SynFlow baselines)
     "prune_at_init": "at_init", "score_weights": "at_init",

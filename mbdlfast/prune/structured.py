@@ -26,11 +26,11 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from mbdlfast import ops
 from mbdlfast._validation import check_int
 from mbdlfast.models import ComplexAdapter, NormUnet, SensitivityModel
 
@@ -76,8 +76,6 @@ def capture_network_inputs(model: nn.Module, example_inputs: tuple, networks: di
 
     The forward stops as soon as every network has been called once.
     """
-    from mbdlfast import ops
-
     captured: dict[str, tuple] = {}
 
     def hook_for(name):
@@ -263,25 +261,3 @@ def count_macs(model: nn.Module, example_inputs: tuple) -> int:
             macs, _ = tp.utils.count_ops_and_params(network, inputs[name])
         total += int(macs)
     return total
-
-
-def save_pruned(model: nn.Module, path, model_name: str, model_kwargs: dict | None = None, *,
-                extra: dict | None = None) -> Path:
-    """Save a (pruned) ``model`` of registry family ``model_name`` built from ``model_kwargs``; the file
-    records the pruned layer shapes, so :func:`load_pruned` (or any checkpoint loader) rebuilds it.
-
-    ``extra`` is stored as is; put the pruning settings there (ratio, importance, round_to, dense params).
-    """
-    from mbdlfast.finetune.checkpoint import save_checkpoint
-    from mbdlfast.finetune.config import ModelConfig
-
-    return save_checkpoint(path, model, ModelConfig(model_name, dict(model_kwargs or {})), extra=extra,
-                           save_rng=False)
-
-
-def load_pruned(path):
-    """The :class:`~mbdlfast.finetune.checkpoint.Checkpoint` at ``path``, its model rebuilt with the
-    pruned shapes (a dense checkpoint loads too)."""
-    from mbdlfast.finetune.checkpoint import load_checkpoint
-
-    return load_checkpoint(path)
