@@ -41,8 +41,8 @@ from common import (  # noqa: E402
 )
 from mbdlfast.data.synthetic import SyntheticMulticoil  # noqa: E402
 from mbdlfast.deq import anderson, fixed_point  # noqa: E402
-from mbdlfast.finetune.data import line_mask  # noqa: E402
-from mbdlfast.finetune.registry import build_model  # noqa: E402
+from mbdlfast.training.data import line_mask  # noqa: E402
+from mbdlfast.training.registry import build_model  # noqa: E402
 from mbdlfast.metrics import psnr_batch  # noqa: E402
 from mbdlfast.physics.sense import SenseOperator  # noqa: E402
 
@@ -135,7 +135,7 @@ def run(args) -> dict:
     AHy, op, target = mri_problem(args.batch, args.coils, args.height, args.width, args.acceleration,
                                   args.center_fraction, device)
     torchdeq_anderson = load_torchdeq_anderson()
-    iteration = partial(model.iteration, op=op, AHy=AHy)
+    iteration = partial(model.iteration, physics=op, AHy=AHy)
     counter = CountingMap(iteration)
     with torch.no_grad():
         f_ms = time_call(lambda: counter(AHy), device, warmup=2, repeats=args.f_repeats)["median_ms"]

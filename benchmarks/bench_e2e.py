@@ -53,9 +53,10 @@ from mbdlfast.evaluation import (  # noqa: E402
     solver_report,
 )
 from mbdlfast.figures import comparison_figure  # noqa: E402
-from mbdlfast.finetune import DataConfig, TrainConfig, Trainer, finetune  # noqa: E402
-from mbdlfast.finetune.config import LR_SCHEDULES, ModelConfig, OptimConfig  # noqa: E402
-from mbdlfast.finetune.data import line_mask  # noqa: E402
+from mbdlfast.training import DataConfig, TrainConfig, Trainer
+from mbdlfast.finetune import finetune  # noqa: E402
+from mbdlfast.training.config import LR_SCHEDULES, ModelConfig, OptimConfig  # noqa: E402
+from mbdlfast.training.data import line_mask  # noqa: E402
 from mbdlfast.inference import BASELINE, OPTIMIZED, optimize_for_inference  # noqa: E402
 from mbdlfast.models import DEQ  # noqa: E402
 from mbdlfast.outputs import atomic_path, write_json  # noqa: E402

@@ -1,6 +1,6 @@
 """PUN benchmark: dense MoDL vs MoDL pruned at initialization, PSNR/SSIM in distribution and under shift.
 
-Runs :func:`mbdlfast.pun.run_pun` and writes ``results/pun_<device>.json`` (environment, settings,
+Runs :func:`mbdlfast.experiments.pun.run_pun` and writes ``results/pun_<device>.json`` (environment, settings,
 per-method timings and kept densities, the per-method summary, the issue's target checks and one
 row per (method, density, eval)) and a PNG of PSNR and SSIM per test set.
 
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import add_output_argument, cpu_load_note, environment, results_folder, write_results  # noqa: E402
 
 from mbdlfast.prune.at_init import METHODS  # noqa: E402
-from mbdlfast.pun import DENSE, PunConfig, run_pun, summarize  # noqa: E402
+from mbdlfast.experiments.pun import DENSE, PunConfig, run_pun, summarize  # noqa: E402
 from mbdlfast.shared_data import shared_data_path  # noqa: E402
 
 BRAIN = shared_data_path("mri", "auto-espirit", "brain_clean", must_exist=False)
@@ -39,7 +39,7 @@ QUICK = dict(methods=("pun", "snip", "random"), image_size=32, num_coils=4, trai
 
 
 def target_checks(summary: dict, density: float) -> dict:
-    """The issue's PUN target, evaluated on ``summary`` (from :func:`mbdlfast.pun.summarize`)."""
+    """The issue's PUN target, evaluated on ``summary`` (from :func:`mbdlfast.experiments.pun.summarize`)."""
     if "pun" not in summary or DENSE not in summary:
         return {"evaluated": False, "reason": "needs both pun and dense rows"}
     pun = summary["pun"]

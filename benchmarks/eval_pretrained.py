@@ -17,9 +17,9 @@ from dataclasses import replace
 import torch
 
 from mbdlfast import pretrained
-from mbdlfast.finetune.checkpoint import load_checkpoint
-from mbdlfast.finetune.data import TrainingSlices, collate_batch
-from mbdlfast.finetune.registry import model_spec
+from mbdlfast.training.checkpoint import load_checkpoint
+from mbdlfast.training.data import TrainingSlices, collate_batch
+from mbdlfast.training.registry import model_spec
 from mbdlfast.metrics import psnr_batch, ssim_batch
 
 HELD_OUT_SEED = 9173

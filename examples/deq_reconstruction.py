@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure  # no pyplot: renders without a display
 
-from mbdlfast.demo import TEST_SEED
-from mbdlfast.finetune import TrainingSlices, collate_batch
+from mbdlfast.experiments.demo import TEST_SEED
+from mbdlfast.training import TrainingSlices, collate_batch
 from mbdlfast.inference import OPTIMIZED, optimize_for_inference
 from mbdlfast.metrics import psnr_batch, ssim_batch
 from mbdlfast.pretrained import DEFAULT_DATA, load_default

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 
-from mbdlfast.demo import TEST_SEED
-from mbdlfast.finetune import TrainingSlices, collate_batch, finetune
+from mbdlfast.experiments.demo import TEST_SEED
+from mbdlfast.training import TrainingSlices, collate_batch
+from mbdlfast.finetune import finetune
 from mbdlfast.inference import OPTIMIZED, optimize_for_inference
 from mbdlfast.metrics import psnr_batch
 from mbdlfast.pretrained import DEFAULT_DATA, load_default
-from mbdlfast.finetune.checkpoint import load_checkpoint, save_pruned
+from mbdlfast.training.checkpoint import load_checkpoint, save_pruned
 from mbdlfast.prune import count_macs, count_params, prune_structured
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

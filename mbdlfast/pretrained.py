@@ -2,7 +2,7 @@
 
 ``load_default("deq")`` returns a small DEQ-EDSR (6 residual blocks, 48 features) and
 ``load_default("varnet")`` a small VarNet with given maps (4 cascades, 8 channels, 3 pools), both
-as ordinary :class:`~mbdlfast.finetune.checkpoint.Checkpoint` objects. They were trained with
+as ordinary :class:`~mbdlfast.training.checkpoint.Checkpoint` objects. They were trained with
 ``mbdlfast train --config mbdlfast/weights/<name>_small.yaml`` on :data:`DEFAULT_DATA`; the
 convolutional parts are size-agnostic, so they also run on larger images. They are demo and test
 weights, not clinical models: see ``mbdlfast/weights/README.md`` for how they were made and what
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mbdlfast.finetune.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from mbdlfast.finetune.config import DataConfig, load_config
+from mbdlfast.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from mbdlfast.training.config import DataConfig, load_config
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 

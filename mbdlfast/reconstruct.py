@@ -16,7 +16,7 @@ Each volume goes through the evaluation protocol of :mod:`mbdlfast.evaluation`:
   With a fully sampled reference (retrospective undersampling) every method gets PSNR / SSIM.
 - every reconstruction reports its solver's convergence (status, iterations, residual).
 
-The network is called through its registry spec (:func:`mbdlfast.finetune.registry.model_spec`).
+The network is called through its registry spec (:func:`mbdlfast.training.registry.model_spec`).
 Outputs per volume, each written atomically: ``<out>/<name>.h5`` with the magnitude
 ``reconstruction`` (S,h,w) float32 (centre-cropped to the header's recon size when there is one),
 the ``mask`` used and attrs (sampling, solver, metrics); ``<out>/<name>.json``, the quality and
@@ -56,11 +56,11 @@ from mbdlfast.evaluation import (
     solver_report,
 )
 from mbdlfast.figures import comparison_figure
-from mbdlfast.finetune.checkpoint import Checkpoint
-from mbdlfast.finetune.config import DataConfig
-from mbdlfast.finetune.data import line_mask
-from mbdlfast.finetune.distributed import DistributedContext
-from mbdlfast.finetune.registry import model_spec
+from mbdlfast.training.checkpoint import Checkpoint
+from mbdlfast.training.config import DataConfig
+from mbdlfast.training.data import line_mask
+from mbdlfast.training.distributed import DistributedContext
+from mbdlfast.training.registry import model_spec
 from mbdlfast.info import versions
 from mbdlfast.outputs import atomic_path, output_folder, write_json
 from mbdlfast.physics.espirit_maps import calibration_width

@@ -12,7 +12,7 @@ from torch import nn
 from mbdlfast.cli import main as cli_main
 from mbdlfast.data.cfl import write_cfl
 from mbdlfast.data.synthetic import SyntheticMulticoil
-from mbdlfast.finetune import ModelConfig, build_model, load_checkpoint, save_checkpoint
+from mbdlfast.training import ModelConfig, build_model, load_checkpoint, save_checkpoint
 
 TINY_VARNET = {"num_cascades": 1, "chans": 4, "pools": 1, "output": "image"}
 

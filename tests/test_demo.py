@@ -7,7 +7,7 @@ import pytest
 from mbdlfast.cli import main as cli_main
 from mbdlfast.data.cfl import write_cfl
 from mbdlfast.data.synthetic import SyntheticMulticoil
-from mbdlfast.demo import DemoSettings, format_table, run_demo
+from mbdlfast.experiments.demo import DemoSettings, format_table, run_demo
 
 TINY = dict(ratios=(0.5,), finetune_steps=2, image_size=32, num_slices=1, repeats=1, progress=False)
 FIGURES = ("recon_grid.png", "speedup_vs_ratio.png", "psnr_vs_ratio.png")

@@ -10,20 +10,13 @@ import pytest
 import torch
 
 from mbdlfast.cli import main as cli_main
-from mbdlfast.finetune import (
-    DataConfig,
-    ModelConfig,
-    TrainingSlices,
-    build_model,
-    build_objective,
-    collate_batch,
-    finetune,
-    load_checkpoint,
-    save_checkpoint,
+from mbdlfast.training import (
+    DataConfig, ModelConfig, TrainingSlices, build_model, collate_batch, load_checkpoint, save_checkpoint
 )
-from mbdlfast.finetune.losses import loss_function
+from mbdlfast.finetune import build_objective, finetune
+from mbdlfast.training.losses import loss_function
 from mbdlfast.finetune.modes import measurement_consistency, parse_mode
-from mbdlfast.finetune.registry import model_spec
+from mbdlfast.training.registry import model_spec
 from mbdlfast.finetune.rotations import rotate_bilinear, rotate_quarter_turns
 from mbdlfast.ops.fft import fft2c
 from mbdlfast.physics.sense import SenseOperator
@@ -261,9 +254,9 @@ def test_cli_finetune_end_to_end(tmp_path, capsys):
 
 
 def test_architecture_check_accepts_a_masked_student_and_refuses_another_model():
-    from mbdlfast.finetune.checkpoint import check_architecture
-    from mbdlfast.finetune.config import ModelConfig
-    from mbdlfast.finetune.registry import build_model
+    from mbdlfast.training.checkpoint import check_architecture
+    from mbdlfast.training.config import ModelConfig
+    from mbdlfast.training.registry import build_model
     from mbdlfast.prune.masking import apply_masks, global_magnitude_masks
 
     kwargs = {"prior_kwargs": {"depth": 3, "channels": 8}}

@@ -7,8 +7,8 @@ import torch
 
 from mbdlfast.data.image_magnitudes import image_view
 from mbdlfast.data.synthetic import SyntheticMulticoil, check_family, phantom
-from mbdlfast.finetune import DataConfig, TrainConfig
-from mbdlfast.finetune.config import ModelConfig, validate
+from mbdlfast.training import DataConfig, TrainConfig
+from mbdlfast.training.config import ModelConfig, validate
 
 
 def _disc(size: int = 96) -> np.ndarray:

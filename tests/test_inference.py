@@ -9,9 +9,9 @@ import torch
 import mbdlfast.inference as inference
 from mbdlfast.deq import anderson
 from mbdlfast.deq.reference_anderson import reference_anderson
-from mbdlfast.finetune.config import DataConfig
-from mbdlfast.finetune.data import TrainingSlices, collate_batch
-from mbdlfast.finetune.registry import build_model
+from mbdlfast.training.config import DataConfig
+from mbdlfast.training.data import TrainingSlices, collate_batch
+from mbdlfast.training.registry import build_model
 from mbdlfast.inference import BASELINE, OPTIMIZED, InferenceSettings, optimize_for_inference
 
 SMALL = {

@@ -22,10 +22,11 @@ LAYERS = [
     ["mbdlfast.models"],
     ["mbdlfast.dip", "mbdlfast.evaluation", "mbdlfast.inference"],
     ["mbdlfast.prune", "mbdlfast.figures"],
-    ["mbdlfast.finetune"],
-    ["mbdlfast.pretrained", "mbdlfast.demo_plots"],
-    ["mbdlfast.pun", "mbdlfast.reconstruct"],
-    ["mbdlfast.demo"],
+    ["mbdlfast.training"],  # configs, registry, checkpoints, objective, trainer, DDP
+    ["mbdlfast.finetune"],  # fine-tuning modes on the trainer
+    ["mbdlfast.pretrained"],
+    ["mbdlfast.reconstruct"],
+    ["mbdlfast.experiments"],  # demo, its figures, the PUN study
     ["mbdlfast.commands"],
     ["mbdlfast.cli"],
     ["mbdlfast.__main__"],

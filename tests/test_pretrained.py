@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mbdlfast import pretrained
-from mbdlfast.finetune.config import load_config
-from mbdlfast.finetune.data import TrainingSlices, collate_batch
-from mbdlfast.finetune.registry import model_spec
+from mbdlfast.training.config import load_config
+from mbdlfast.training.data import TrainingSlices, collate_batch
+from mbdlfast.training.registry import model_spec
 from mbdlfast.metrics import psnr_batch
 from mbdlfast.models import DEQ, VarNet
 from mbdlfast.physics.sense import SenseOperator
@@ -85,7 +85,7 @@ def test_missing_file_is_a_value_error(monkeypatch, tmp_path):
 
 
 def test_strip_training_state_drops_optimizer_and_rng(tmp_path):
-    from mbdlfast.finetune.checkpoint import load_checkpoint, save_checkpoint
+    from mbdlfast.training.checkpoint import load_checkpoint, save_checkpoint
 
     shipped = pretrained.load_default("varnet")
     config = load_config(pretrained.WEIGHTS_DIR / "varnet_small.yaml")

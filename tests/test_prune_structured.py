@@ -12,12 +12,12 @@ from torch import nn
 from mbdlfast import ops
 
 from mbdlfast.cli import main as cli_main
-from mbdlfast.finetune import ModelConfig, build_model, load_checkpoint, save_checkpoint
+from mbdlfast.training import ModelConfig, build_model, load_checkpoint, save_checkpoint
 from mbdlfast.models import EDSR
 from mbdlfast.physics.sense import SenseOperator
-from mbdlfast.finetune.checkpoint import save_pruned
+from mbdlfast.training.checkpoint import save_pruned
 from mbdlfast.prune import count_macs, count_params, prune_structured
-from mbdlfast.finetune.checkpoint import architecture_difference
+from mbdlfast.training.checkpoint import architecture_difference
 from mbdlfast.prune.structured import default_ignored_layers
 
 SIZE, COILS = 32, 3

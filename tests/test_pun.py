@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from mbdlfast.cli import main as cli_main
-from mbdlfast.finetune.checkpoint import load_checkpoint
-from mbdlfast.finetune.data import TrainingSlices, collate_batch
-from mbdlfast.finetune.losses import loss_function
-from mbdlfast.finetune.registry import build_model, model_spec
-from mbdlfast.finetune.trainer import Trainer
+from mbdlfast.training.checkpoint import load_checkpoint
+from mbdlfast.training.data import TrainingSlices, collate_batch
+from mbdlfast.training.losses import loss_function
+from mbdlfast.training.registry import build_model, model_spec
+from mbdlfast.training.trainer import Trainer
 from mbdlfast.physics.sense import SenseOperator
 from mbdlfast.prune.at_init import prune_at_init
 from mbdlfast.prune.masking import current_masks, prunable_weights, sparsity
-from mbdlfast.pun import DENSE, SHIFTS, PunConfig, brain_test_batch, run_pun, summarize
+from mbdlfast.experiments.pun import DENSE, SHIFTS, PunConfig, brain_test_batch, run_pun, summarize
 
 TINY_MODL = {"num_iter": 1, "cg_iter": 2, "prior_kwargs": {"channels": 6}}
 
@@ -133,7 +133,7 @@ def test_config_refuses_a_shift_equal_to_the_training_setting():
 
 
 def test_cli_config_file_and_overrides_reach_the_settings(tmp_path, monkeypatch, capsys):
-    import mbdlfast.pun as pun_module
+    import mbdlfast.experiments.pun as pun_module
 
     class Stop(Exception):
         pass

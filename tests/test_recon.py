@@ -18,7 +18,7 @@ from mbdlfast.cli import main as cli_main
 from mbdlfast.data.cfl import write_cfl
 from mbdlfast.data.synthetic import write_fastmri_h5, write_synthetic_fastmri_folder
 from mbdlfast.data.volumes import load_volumes
-from mbdlfast.finetune import ModelConfig, build_model, load_checkpoint, load_config, save_checkpoint
+from mbdlfast.training import ModelConfig, build_model, load_checkpoint, load_config, save_checkpoint
 from mbdlfast.physics import espirit, masks
 from mbdlfast.physics.espirit_maps import calibration_width
 from mbdlfast.physics.linalg import cg_sense
@@ -308,7 +308,7 @@ def setup_kspace(tmp_path, width):
 
 
 def test_structurally_pruned_checkpoint(setup, tmp_path):
-    from mbdlfast.finetune.checkpoint import save_pruned
+    from mbdlfast.training.checkpoint import save_pruned
     from mbdlfast.prune import structured
 
     kwargs = {"prior_kwargs": {"n_resblocks": 1, "n_feats": 16}, "solver_kwargs": {"max_iter": 4}}

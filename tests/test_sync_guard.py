@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from mbdlfast.finetune.config import DataConfig
-from mbdlfast.finetune.data import TrainingSlices, collate_batch
-from mbdlfast.finetune.registry import build_model
+from mbdlfast.training.config import DataConfig
+from mbdlfast.training.data import TrainingSlices, collate_batch
+from mbdlfast.training.registry import build_model
 from mbdlfast.sync_guard import HostSyncError, allow_host_sync, forbid_host_sync
 
 SMALL = {

@@ -14,22 +14,14 @@ import torch
 
 from mbdlfast.cli import main as cli_main
 from mbdlfast.data.synthetic import write_synthetic_fastmri_folder
-from mbdlfast.finetune import checkpoint as checkpoint_module
-from mbdlfast.finetune import (
-    MODEL_REGISTRY,
-    ModelConfig,
-    Trainer,
-    TrainingSlices,
-    build_model,
-    collate_batch,
-    load_checkpoint,
-    load_config,
-    save_checkpoint,
-    split_train_val,
+from mbdlfast.training import checkpoint as checkpoint_module
+from mbdlfast.training import (
+    MODEL_REGISTRY, ModelConfig, Trainer, TrainingSlices, build_model, collate_batch, load_checkpoint,
+    load_config, save_checkpoint, split_train_val
 )
-from mbdlfast.finetune.config import DataConfig, OptimConfig
-from mbdlfast.finetune.trainer import scheduled_lr
-from mbdlfast.finetune.distributed import DistributedContext
+from mbdlfast.training.config import DataConfig, OptimConfig
+from mbdlfast.training.trainer import scheduled_lr
+from mbdlfast.training.distributed import DistributedContext
 from mbdlfast.physics.sense import SenseOperator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

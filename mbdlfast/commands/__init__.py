@@ -52,12 +52,12 @@ def settings_from_arguments(args: argparse.Namespace, flags: Mapping[str, tuple]
     """The settings dataclass of the arguments added by :func:`add_settings_arguments`.
 
     Precedence: the class's defaults < ``--config`` < flags < ``key=value``; values are converted to the
-    declared types by :func:`mbdlfast.finetune.config.load_settings`. ``settings_class`` may be a tuple
+    declared types by :func:`mbdlfast.training.config.load_settings`. ``settings_class`` may be a tuple
     of dataclasses, merged into one (fields of earlier classes win, so command-level fields and defaults
     go first). Settings named in ``required`` must end up not None. The result is built once more from
     its final values so that the class's ``__post_init__`` checks see them.
     """
-    from mbdlfast.finetune.config import load_settings, parse_override
+    from mbdlfast.training.config import load_settings, parse_override
 
     if isinstance(settings_class, tuple):
         settings_class = dataclasses.make_dataclass(settings_class[0].__name__, [], bases=settings_class)

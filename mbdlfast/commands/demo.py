@@ -1,4 +1,4 @@
-"""``mbdlfast demo``: the shipped DEQ-EDSR reconstructed, pruned, fine-tuned and timed (see mbdlfast.demo)."""
+"""``mbdlfast demo``: the shipped DEQ-EDSR reconstructed, pruned, fine-tuned and timed (see mbdlfast.experiments.demo)."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +17,7 @@ minutes on a CPU.
 It prints a table (ratio, params, PSNR, SSIM, solver iterations, ms per slice, speed-ups) and writes
 recon_grid.png, error_maps.png, speedup_vs_ratio.png, psnr_vs_ratio.png and demo.json to --out.
 Every DEQ, dense or pruned, is solved to the same tolerance (--tol). Settings of --config (YAML) and
-key=value overrides use the names of mbdlfast.demo.DemoSettings (quick, ratios, finetune_steps,
+key=value overrides use the names of mbdlfast.experiments.demo.DemoSettings (quick, ratios, finetune_steps,
 image_size, num_slices, num_coils, acceleration, tol, max_iter, repeats, data, device, seed).
 """
 
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mbdlfast.demo import DemoSettings, format_table, run_demo
+    from mbdlfast.experiments.demo import DemoSettings, format_table, run_demo
 
     settings = settings_from_arguments(args, FLAGS, DemoSettings)
     result = run_demo(settings, args.out)

@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mbdlfast.finetune.config import ModelConfig
+    from mbdlfast.training.config import ModelConfig
     from mbdlfast.finetune.finetuner import finetune_from_config
     from mbdlfast.outputs import output_folder
     from mbdlfast.pretrained import load_checkpoint_or_default

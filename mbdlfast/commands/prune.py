@@ -70,8 +70,8 @@ def example_inputs(model, model_name: str, image_size: int, num_coils: int) -> t
 
     import torch
 
-    from mbdlfast.finetune.data import TrainingBatch
-    from mbdlfast.finetune.registry import model_spec
+    from mbdlfast.training.data import TrainingBatch
+    from mbdlfast.training.registry import model_spec
 
     generator = torch.Generator().manual_seed(0)
     shape = (1, num_coils, image_size, image_size)
@@ -128,7 +128,7 @@ def prune_checkpoint(settings: PruneSettings) -> int:
 
 def _prune(settings: PruneSettings, out, checkpoint, source_file: str) -> int:
     """The pruning itself, once the output is known to be writable."""
-    from mbdlfast.finetune.checkpoint import save_pruned
+    from mbdlfast.training.checkpoint import save_pruned
     from mbdlfast.prune.structured import count_macs, count_params, prune_structured
 
     dense = checkpoint.model

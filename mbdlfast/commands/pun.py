@@ -19,7 +19,7 @@ synthetic, one acceleration / mask / noise level / phantom family) and writes DI
 row per (method, test set): in_dist, shift_accel, shift_mask, shift_noise, shift_family and
 shift_brain (the real brain of --brain, skipped when the file is missing).
 
-settings: every flag sets one setting of mbdlfast.pun.PunConfig (plus out); --config (YAML) and
+settings: every flag sets one setting of mbdlfast.experiments.pun.PunConfig (plus out); --config (YAML) and
 key=value overrides use the same names: methods (a list, or comma-separated), density, image_size,
 num_coils, train_slices, test_slices, acceleration, center_fraction, mask, snr_db, family,
 shift_acceleration, shift_snr_db, shift_family, brain, model_kwargs (num_iter, cg_iter,
@@ -33,7 +33,7 @@ DEFAULT_BRAIN = shared_data_path("mri", "auto-espirit", "brain_clean", must_exis
 @dataclass
 class PunRun:
     """The command-line level settings of ``mbdlfast pun`` and its defaults where they differ from
-    :class:`mbdlfast.pun.PunConfig` (the shipped brain slice, progress bars, 64 denoiser features);
+    :class:`mbdlfast.experiments.pun.PunConfig` (the shipped brain slice, progress bars, 64 denoiser features);
     ``out`` is required."""
 
     brain: str | None = str(DEFAULT_BRAIN)
@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mbdlfast.outputs import output_folder, write_json
-    from mbdlfast.pun import PunConfig, run_pun, summarize
+    from mbdlfast.experiments.pun import PunConfig, run_pun, summarize
 
     config = settings_from_arguments(args, FLAGS, (PunRun, PunConfig), required=("out",))
     config.brain = config.brain or None  # --brain '': no real-brain test set

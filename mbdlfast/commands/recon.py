@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mbdlfast.finetune.distributed import DistributedContext
+    from mbdlfast.training.distributed import DistributedContext
     from mbdlfast.reconstruct import ReconSettings, reconstruct_files
 
     settings = settings_from_arguments(args, FLAGS, (ReconRun, ReconSettings), required=("model", "data", "out"))

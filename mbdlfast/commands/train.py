@@ -28,7 +28,7 @@ train.amp, train.loss, train.val_every, train.val_batches, train.checkpoint_ever
 Precedence: defaults < --config file < flags < key=value.
 """
 
-# flag -> (dotted setting, help); values are converted and checked by mbdlfast.finetune.config
+# flag -> (dotted setting, help); values are converted and checked by mbdlfast.training.config
 FLAGS = {
     "--model": ("model.name", "network: deq, modl, varnet, e2e_varnet, edsr, dncnn (default deq)"),
     "--model-kwargs": ("model.kwargs", "constructor kwargs as a YAML/JSON mapping"),
@@ -72,7 +72,7 @@ def config_from_arguments(args: argparse.Namespace, flags: dict = FLAGS):
     With ``resume`` (a flag, an override or in the file) the resumed checkpoint's stored settings sit
     between the defaults and the file: the run keeps its model, data and optimiser settings unless
     the file or the command line changes them, and the log says which value came from where."""
-    from mbdlfast.finetune.config import dotted_settings, load_config, parse_override, read_config_file
+    from mbdlfast.training.config import dotted_settings, load_config, parse_override, read_config_file
 
     given = {setting: getattr(args, setting) for setting, _ in flags.values()}
     given.update({name: getattr(args, name) for name in ("train.amp", "train.progress")})
@@ -95,7 +95,7 @@ def config_from_arguments(args: argparse.Namespace, flags: dict = FLAGS):
 
 def _stored_settings(checkpoint_path: str) -> dict:
     """The training settings stored in a checkpoint (those of a run that trained it), for resuming."""
-    from mbdlfast.finetune.checkpoint import load_checkpoint
+    from mbdlfast.training.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(checkpoint_path)
     if checkpoint.train_config is None:
@@ -105,7 +105,7 @@ def _stored_settings(checkpoint_path: str) -> dict:
 
 def _log_sources(checkpoint: str, stored: dict, file_settings: dict, overrides: dict, config_file) -> None:
     """One log line per source of a resumed run's settings: the checkpoint, the file, the command line."""
-    from mbdlfast.finetune.config import TrainConfig, dotted_settings
+    from mbdlfast.training.config import TrainConfig, dotted_settings
 
     defaults = dotted_settings(TrainConfig().to_dict())
     later = set(file_settings) | set(overrides)
@@ -120,7 +120,7 @@ def _log_sources(checkpoint: str, stored: dict, file_settings: dict, overrides: 
 
 
 def run(args: argparse.Namespace) -> int:
-    from mbdlfast.finetune.trainer import train
+    from mbdlfast.training.trainer import train
     from mbdlfast.outputs import output_folder
 
     config = config_from_arguments(args)

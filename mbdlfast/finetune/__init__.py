@@ -1,18 +1,7 @@
-"""Training and fine-tuning: typed configs, the model registry, training batches, self-describing
-checkpoints, a trainer with AMP, exact resume and DDP (launched by torchrun), and fine-tuning of
-pruned networks (supervised, school, self-supervised)."""
-from mbdlfast.finetune.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from mbdlfast.finetune.config import DataConfig, ModelConfig, OptimConfig, TrainConfig, load_config
-from mbdlfast.finetune.data import TrainingBatch, TrainingSlices, collate_batch, split_train_val
-from mbdlfast.finetune.distributed import DistributedContext
+"""Fine-tuning of pruned networks on the training loop of :mod:`mbdlfast.training`: the modes
+(supervised, school from a frozen teacher, self-supervised by measurement consistency and
+equivariant imaging) and the fine-tuner."""
 from mbdlfast.finetune.finetuner import FinetuneResult, finetune, finetune_from_config
-from mbdlfast.finetune.modes import Objective, build_objective
-from mbdlfast.finetune.registry import MODEL_REGISTRY, ModelSpec, build_model
-from mbdlfast.finetune.trainer import TrainResult, Trainer, train
+from mbdlfast.finetune.modes import MODES, build_objective, parse_mode
 
-__all__ = [
-    "Checkpoint", "DataConfig", "DistributedContext", "FinetuneResult", "MODEL_REGISTRY", "ModelConfig", "ModelSpec",
-    "Objective", "OptimConfig", "TrainConfig", "TrainResult", "Trainer", "TrainingBatch", "TrainingSlices",
-    "build_model", "build_objective", "collate_batch", "finetune", "finetune_from_config", "load_checkpoint",
-    "load_config", "save_checkpoint", "split_train_val", "train",
-]
+__all__ = ["FinetuneResult", "MODES", "build_objective", "finetune", "finetune_from_config", "parse_mode"]

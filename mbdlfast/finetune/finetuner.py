@@ -1,6 +1,6 @@
 """Fine-tuning of a (pruned) student network with the objectives of :mod:`mbdlfast.finetune.modes`.
 
-The loop is :class:`~mbdlfast.finetune.trainer.Trainer`'s (AdamW, AMP on CUDA, atomic checkpoints,
+The loop is :class:`~mbdlfast.training.trainer.Trainer`'s (AdamW, AMP on CUDA, atomic checkpoints,
 validation against the ground truth, DDP under torchrun): :func:`finetune` only prepares the
 student, the frozen teacher and the objective. The student passed in is not modified: a copy is
 trained and returned. The teacher's checkpoint file is never written: an output folder whose
@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mbdlfast.finetune.checkpoint import check_architecture, load_checkpoint
-from mbdlfast.finetune.config import DataConfig, ModelConfig, OptimConfig, TrainConfig, validate
-from mbdlfast.finetune.distributed import DistributedContext
-from mbdlfast.finetune.losses import loss_function
+from mbdlfast.training.checkpoint import check_architecture, load_checkpoint
+from mbdlfast.training.config import DataConfig, ModelConfig, OptimConfig, TrainConfig, validate
+from mbdlfast.training.distributed import DistributedContext
+from mbdlfast.training.losses import loss_function
 from mbdlfast.finetune.modes import build_objective, parse_mode
-from mbdlfast.finetune.registry import model_spec
-from mbdlfast.finetune.trainer import CHECKPOINT_NAME, Trainer
+from mbdlfast.training.registry import model_spec
+from mbdlfast.training.trainer import CHECKPOINT_NAME, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def finetune(student: nn.Module, *, model_name: str, mode: str = "school", teach
             :mod:`mbdlfast.finetune.modes`.
         teacher: the unpruned network (module or checkpoint path) for "school"; a frozen copy is used.
         data: the slices (default :class:`DataConfig`); ``loss``: "auto" (the family's) or a name of
-            :data:`mbdlfast.finetune.losses.LOSSES`; ``mc_weight``, ``ei_weight``, ``rotation``: of
+            :data:`mbdlfast.training.losses.LOSSES`; ``mc_weight``, ``ei_weight``, ``rotation``: of
             "self_supervised".
         schedule, warmup_steps: the learning-rate schedule (see :class:`OptimConfig`).
         out: folder of the final checkpoint (``out/checkpoint.pt``); None writes none.

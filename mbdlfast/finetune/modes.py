@@ -1,7 +1,6 @@
-"""Fine-tuning objectives: ``objective(network, batch) -> loss``, the pluggable loss of the Trainer.
-
-An :class:`Objective` reconstructs the batch with the trained network once per step and sums its
-terms on that reconstruction. A mode names the terms, "+"-joined for sums ("supervised+school"):
+"""Fine-tuning modes: the terms of an :class:`~mbdlfast.training.objective.Objective` (the Trainer's
+pluggable loss, which reconstructs the batch once per step and sums its terms on that
+reconstruction). A mode names the terms, "+"-joined for sums ("supervised+school"):
 
 ``supervised``
     the family's loss (SmoothL1 for DEQ/MoDL, SSIM for the VarNets, or the ``loss`` given) against
@@ -31,22 +30,19 @@ terms on that reconstruction. A mode names the terms, "+"-joined for sums ("supe
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 from torch import nn
 
-from mbdlfast.finetune.data import TrainingBatch
-from mbdlfast.finetune.losses import l1_loss
+from mbdlfast.training.data import TrainingBatch
+from mbdlfast.training.losses import l1_loss
+from mbdlfast.training.objective import LossFunction, Objective, Reconstruct, SupervisedTerm
 from mbdlfast.finetune.rotations import rotate_bilinear, rotate_quarter_turns
 from mbdlfast.physics.sense import SenseOperator
 
 MODES = ("supervised", "school", "self_supervised")
 NO_FINETUNING = "none"
 ROTATIONS = ("auto", "quarter", "any")
-
-Reconstruct = Callable[[Callable, TrainingBatch], torch.Tensor]
-LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 __all__ = ["MODES", "NO_FINETUNING", "ROTATIONS", "Objective", "SchoolTerm", "SelfSupervisedTerm",
            "SupervisedTerm", "build_objective", "parse_mode"]
@@ -63,16 +59,6 @@ def parse_mode(mode: str) -> tuple[str, ...]:
     if unknown or len(set(names)) != len(names):
         raise ValueError(f"mode: expected {NO_FINETUNING!r} or distinct names of {MODES} joined by '+', got {mode!r}")
     return names
-
-
-class SupervisedTerm:
-    """``loss(x̂, ground truth)``."""
-
-    def __init__(self, loss_fn: LossFunction):
-        self.loss_fn = loss_fn
-
-    def __call__(self, prediction: torch.Tensor, network, batch: TrainingBatch) -> torch.Tensor:
-        return self.loss_fn(prediction, batch.target)
 
 
 class SchoolTerm:
@@ -149,22 +135,6 @@ class SelfSupervisedTerm:
         if self.ei_weight:
             loss = loss + self.ei_weight * self.equivariance(prediction, network, batch)
         return loss
-
-
-class Objective:
-    """``objective(network, batch)``: the sum of ``terms`` on one reconstruction of the batch."""
-
-    def __init__(self, reconstruct: Reconstruct, terms: dict[str, Callable]):
-        if not terms:
-            raise ValueError("terms: an objective needs at least one term")
-        self.reconstruct, self.terms = reconstruct, dict(terms)
-
-    def __call__(self, network, batch: TrainingBatch) -> torch.Tensor:
-        prediction = self.reconstruct(network, batch)
-        return sum(term(prediction, network, batch) for term in self.terms.values())
-
-    def __repr__(self) -> str:
-        return f"Objective({'+'.join(self.terms)})"
 
 
 def build_objective(mode: str, reconstruct: Reconstruct, loss_fn: LossFunction, *, teacher: nn.Module | None = None,

@@ -13,8 +13,8 @@ barriers). Validation is sharded over the ranks and the metric sums are all-redu
 
 Fine-tuning reuses this loop: ``model`` starts from a given network (e.g. a pruned student) instead
 of one built from the registry, and ``objective(network, batch) -> loss`` replaces the supervised
-loss (see :mod:`mbdlfast.finetune.modes`). The objective receives the network wrapped so that its
-calls run under the run's autocast while the loss itself is computed in full precision.
+loss (:mod:`mbdlfast.training.objective`; fine-tuning's terms are in :mod:`mbdlfast.finetune.modes`).
+The objective receives the network wrapped so that its calls run under the run's autocast while the loss itself is computed in full precision.
 """
 from __future__ import annotations
 
@@ -35,13 +35,13 @@ from torch.utils.data import DataLoader, Sampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from mbdlfast.finetune.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
-from mbdlfast.finetune.config import OptimConfig, TrainConfig
-from mbdlfast.finetune.data import TrainingBatch, TrainingSlices, collate_batch, split_train_val
-from mbdlfast.finetune.distributed import DistributedContext
-from mbdlfast.finetune.losses import loss_function
-from mbdlfast.finetune.modes import Objective, SupervisedTerm
-from mbdlfast.finetune.registry import MODEL_REGISTRY, build_model, model_spec
+from mbdlfast.training.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
+from mbdlfast.training.config import OptimConfig, TrainConfig
+from mbdlfast.training.data import TrainingBatch, TrainingSlices, collate_batch, split_train_val
+from mbdlfast.training.distributed import DistributedContext
+from mbdlfast.training.losses import loss_function
+from mbdlfast.training.objective import Objective, SupervisedTerm
+from mbdlfast.training.registry import MODEL_REGISTRY, build_model, model_spec
 from mbdlfast.metrics import psnr_batch, ssim_batch
 from mbdlfast.outputs import check_writable
 

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from mbdlfast.finetune.config import ModelConfig, TrainConfig
-from mbdlfast.finetune.registry import build_model
+from mbdlfast.training.config import ModelConfig, TrainConfig
+from mbdlfast.training.registry import build_model
 from mbdlfast.outputs import atomic_write
 from mbdlfast.prune.masking import apply_masks
 

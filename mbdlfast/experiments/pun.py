@@ -36,11 +36,11 @@ import torch
 from torch import nn
 
 from mbdlfast.data.cfl import read_cfl
-from mbdlfast.finetune.config import DataConfig, ModelConfig, OptimConfig, TrainConfig, validate
-from mbdlfast.finetune.data import TrainingBatch, TrainingSlices, collate_batch, line_mask
-from mbdlfast.finetune.losses import loss_function
-from mbdlfast.finetune.registry import build_model, model_spec
-from mbdlfast.finetune.trainer import Trainer
+from mbdlfast.training.config import DataConfig, ModelConfig, OptimConfig, TrainConfig, validate
+from mbdlfast.training.data import TrainingBatch, TrainingSlices, collate_batch, line_mask
+from mbdlfast.training.losses import loss_function
+from mbdlfast.training.registry import build_model, model_spec
+from mbdlfast.training.trainer import Trainer
 from mbdlfast.metrics import psnr_batch, ssim_batch
 from mbdlfast.physics.espirit_maps import espirit
 from mbdlfast.ops.fft import ifft2c

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from mbdlfast.finetune.losses import LOSSES
+from mbdlfast.training.losses import LOSSES
 
 MASK_KINDS = ("equispaced", "equispaced_fraction", "random", "mbdl")
 LOSS_CHOICES = ("auto", *LOSSES)
@@ -36,7 +36,7 @@ LR_SCHEDULES = ("constant", "cosine")
 
 @dataclass
 class ModelConfig:
-    """Which network to train: a name of :data:`mbdlfast.finetune.registry.MODEL_REGISTRY` and the
+    """Which network to train: a name of :data:`mbdlfast.training.registry.MODEL_REGISTRY` and the
     keyword arguments of its constructor (merged over the registry's defaults)."""
 
     name: str = "deq"
@@ -312,7 +312,7 @@ def _require(condition: bool, message: str) -> None:
 
 def validate(config: TrainConfig) -> TrainConfig:
     """Check names, ranges and paths; returns ``config`` or raises ValueError naming the setting."""
-    from mbdlfast.finetune.registry import MODEL_REGISTRY
+    from mbdlfast.training.registry import MODEL_REGISTRY
     from mbdlfast.data.synthetic import check_family
 
     model, data, train = config.model, config.data, config.train

@@ -21,7 +21,7 @@ import torch
 
 from mbdlfast.data.synthetic import SyntheticMulticoilDataset
 from mbdlfast.data.volumes import VolumeSlices
-from mbdlfast.finetune.config import DataConfig
+from mbdlfast.training.config import DataConfig
 from mbdlfast.physics import masks
 from mbdlfast.physics import espirit
 from mbdlfast.ops.fft import fft2c, ifft2c
@@ -55,7 +55,7 @@ class TrainingBatch:
 
 
 def line_mask(kind: str, num_cols: int, acceleration: int, center_fraction: float, seed) -> torch.Tensor:
-    """A (num_cols,) bool phase-encode mask of ``kind`` (see :data:`mbdlfast.finetune.config.MASK_KINDS`)."""
+    """A (num_cols,) bool phase-encode mask of ``kind`` (see :data:`mbdlfast.training.config.MASK_KINDS`)."""
     if kind == "equispaced":
         return masks.equispaced(num_cols, acceleration, center_fraction, seed=seed)
     if kind == "equispaced_fraction":
@@ -78,7 +78,7 @@ def crop_coil_images(kspace: torch.Tensor, size: int | None) -> torch.Tensor:
 
 
 class TrainingSlices(torch.utils.data.Dataset):
-    """Supervised training items from ``data.source`` (see :class:`mbdlfast.finetune.config.DataConfig`).
+    """Supervised training items from ``data.source`` (see :class:`mbdlfast.training.config.DataConfig`).
 
     ``groups[i]`` is the split unit of item ``i``: its volume for folders with several volumes, the
     slice itself otherwise. ``espirit_calls`` counts map estimations (one per slice).

@@ -46,8 +46,8 @@ from mbdlfast.evaluation import (
     prepare_slices,
     solver_report,
 )
-from mbdlfast.finetune.config import DataConfig
-from mbdlfast.finetune.data import line_mask
+from mbdlfast.training.config import DataConfig
+from mbdlfast.training.data import line_mask
 from mbdlfast.info import versions
 from mbdlfast.outputs import output_folder, write_json
 
@@ -180,7 +180,7 @@ def _network(model, name: str, slices: EvaluationSlices, settings: DemoSettings,
     """``model`` under the inference ``pipeline`` on ``slices``: its result and median ms per slice."""
     from mbdlfast.inference import optimize_for_inference
 
-    inputs = (slices.kspace, slices.maps, slices.mask)
+    inputs = (slices.kspace, slices.physics())
     wrapper = optimize_for_inference(model, inputs, pipeline, tol=settings.tol, max_iter=settings.max_iter)
     image = wrapper(*inputs)
     result = evaluate(name, image, solver_report(wrapper, len(slices)), slices)
@@ -242,7 +242,8 @@ def _run(settings: DemoSettings, out: Path) -> DemoResult:
 
     finetune_data = DataConfig(**{**asdict(DEFAULT_DATA), "num_slices": max(8, 2 * settings.finetune_steps),
                                   "acceleration": settings.acceleration, "num_coils": settings.num_coils})
-    example = (slices.kspace[:1], slices.maps[:1], slices.mask[:1])
+    first = slices.select(slice(0, 1))
+    example = (first.kspace, first.physics())
     for ratio in settings.ratios:
         student = prune_structured(teacher, example, ratio)
         tuning = "none"
@@ -260,7 +261,7 @@ def _run(settings: DemoSettings, out: Path) -> DemoResult:
         row.speedup_vs_baseline = rows[0].median_ms / row.median_ms
         row.speedup_vs_dense = rows[1].median_ms / row.median_ms
 
-    from mbdlfast.demo_plots import write_demo_figures
+    from mbdlfast.experiments.demo_plots import write_demo_figures
 
     files = write_demo_figures(out, rows, {name: result.image[0] for name, result in images.items()},
                                {name: {"psnr": r.metrics["psnr"][0], "ssim": r.metrics["ssim"][0]}
