@@ -44,7 +44,11 @@ def _store_complex(ptr, offs, re, im, mask, IS_COMPLEX: tl.constexpr):
 @triton.jit(do_not_specialize=["slot", "batch"])
 def residual_gram_kernel(fx_ptr, x_hist_ptr, g_hist_ptr, partial_ptr, slot, batch, numel,
                          M: tl.constexpr, IS_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
-    """Grid (B, blocks). partial[b, block, 2i:2i+2] = (re, im) of <g_i, g> for i < M, [2M] = ||f||²."""
+    """Grid (B, blocks). partial[b, block, 2i:2i+2] = (re, im) of <g_i, g> for i < M, [2M] = ||f||².
+
+    Must move f(x_k), x_k, the M − 1 older residuals in and g out: 13.19 MB for a 640×368 complex64
+    state at M = 5, ≈ 3.94 µs at 3.35 TB/s (an H100).
+    """
     b = tl.program_id(0).to(tl.int64)
     block = tl.program_id(1)
     num_blocks = tl.num_programs(1)
@@ -73,7 +77,11 @@ def residual_gram_kernel(fx_ptr, x_hist_ptr, g_hist_ptr, partial_ptr, slot, batc
 @triton.jit(do_not_specialize=["slot", "next_slot", "n_valid", "batch"])
 def mix_kernel(x_hist_ptr, g_hist_ptr, alpha_ptr, running_ptr, improved_ptr, best_ptr, slot, next_slot,
                n_valid, batch, numel, beta, M: tl.constexpr, IS_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
-    """Grid (B, blocks). alpha: (B, M, 2) real; running / improved: (B,) int8."""
+    """Grid (B, blocks). alpha: (B, M, 2) real; running / improved: (B,) int8.
+
+    Must move x_k, M iterates, M residuals in and x_{k+1}, the best iterate out (at most): 24.49 MB
+    for a 640×368 complex64 state at M = 5, ≈ 7.31 µs at 3.35 TB/s (an H100).
+    """
     b = tl.program_id(0).to(tl.int64)
     block = tl.program_id(1)
     width = 2 if IS_COMPLEX else 1

@@ -14,7 +14,10 @@ import triton.language as tl
 
 @triton.jit
 def coil_expand_kernel(x_ptr, maps_ptr, out_ptr, C, HW, maps_batch_stride, BLOCK: tl.constexpr):
-    """Grid (cdiv(H·W, BLOCK), B): out[b, c] = S[b, c] · x[b]."""
+    """Grid (cdiv(H·W, BLOCK), B): out[b, c] = S[b, c] · x[b].
+
+    Must move x, S in and S·x out: 58.41 MB at 15×640×368, ≈ 17.44 µs at 3.35 TB/s (an H100).
+    """
     b = tl.program_id(1).to(tl.int64)
     pix = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = pix < HW
@@ -31,7 +34,10 @@ def coil_expand_kernel(x_ptr, maps_ptr, out_ptr, C, HW, maps_batch_stride, BLOCK
 
 @triton.jit
 def coil_reduce_kernel(z_ptr, maps_ptr, out_ptr, C, HW, maps_batch_stride, BLOCK: tl.constexpr):
-    """Grid (cdiv(H·W, BLOCK), B): out[b] = Σ_c conj(S[b, c]) · z[b, c]."""
+    """Grid (cdiv(H·W, BLOCK), B): out[b] = Σ_c conj(S[b, c]) · z[b, c].
+
+    Must move z, S in and the image out: 58.41 MB at 15×640×368, ≈ 17.44 µs at 3.35 TB/s (an H100).
+    """
     b = tl.program_id(1).to(tl.int64)
     pix = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = pix < HW

@@ -14,7 +14,11 @@ import triton.language as tl
 @triton.jit
 def soft_kspace_dc_kernel(k_ptr, y_ptr, weight_ptr, lam_ptr, out_ptr, C, H, W,
                           weight_stride_b, weight_stride_h, weight_stride_w, BLOCK: tl.constexpr):
-    """Grid (cdiv(H·W, BLOCK), B·C)."""
+    """Grid (cdiv(H·W, BLOCK), B·C).
+
+    Must move k, y in and the result out (the mask weight is W floats): 84.79 MB at 15×640×368,
+    ≈ 25.31 µs at 3.35 TB/s (an H100).
+    """
     bc = tl.program_id(1).to(tl.int64)
     b = bc // C
     pix = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)

@@ -5,6 +5,11 @@ Ops take complex64 tensors in the layouts the kernels expect (maps always 4-D (B
 {1,B}; the DFT operand planar float32 (Bm,2,n_s,W) from :mod:`mbdlfast.ops.centred_dft`) and
 make their inputs contiguous. They are forward kernels only: gradients are the public ops' own
 (:mod:`mbdlfast.ops.definitions`).
+
+Each op's launch is built by a ``*_launch`` function returning a
+:class:`~mbdlfast.ops.triton_launch.TritonLaunch` and the output: the op runs it,
+:mod:`mbdlfast.gpu_report` compiles it ahead of time from meta tensors. The row-DFT ops take the
+dot precision (``"ieee"`` default, ``"tf32x3"``).
 """
 from __future__ import annotations
 
@@ -133,7 +138,8 @@ def row_dft_adjoint_triton(z: torch.Tensor, maps: torch.Tensor, dft: torch.Tenso
 
 
 @triton_op("mbdlfast_triton::sense_normal", mutates_args={})
-def sense_normal_triton(x: torch.Tensor, maps: torch.Tensor, dft: torch.Tensor, precision: str = "ieee") -> torch.Tensor:
+def sense_normal_triton(x: torch.Tensor, maps: torch.Tensor, dft: torch.Tensor,
+                        precision: str = "ieee") -> torch.Tensor:
     """A^H A x for a 1D mask, fused (the H-direction transforms cancel)."""
     return _run(sense_normal_launch(x, maps, dft, None, None, precision))
 
