@@ -12,14 +12,15 @@ programs (600 at 15×640×368) instead of one per row block:
 
 The normal kernel writes its coil's compact spectra of its rows (BLOCK_H × n_s, n_s/W of the
 k-space size) to a scratch buffer between its two halves, separated by a CTA barrier; tl.dot keeps
-a whole operand in registers, so the spectrum is re-read BLOCK_S samples at a time from L1/L2.
-The sum over coils is an fp32 ``atomic_add`` into a zero-filled output (each coil's add resolves in
-L2, DRAM sees the output once), so there is no second pass over memory. Complex data are float32 interleaved
-(``torch.view_as_real``, contiguous); the DFT operand is planar, (Bm, 2, n_s, W). Complex products
-are four real ``tl.dot`` at ``PRECISION`` (``"ieee"`` fp32 FMA, or ``"tf32x3"`` on tensor cores).
-Batch and coil offsets are int64 (tensors above 2³¹ elements); every load/store is masked, so odd
-sizes work. An optional per-row phase (the centring modulation of the H-direction FFT done outside)
-multiplies the forward output rows or the adjoint output rows.
+a whole operand in registers, so the spectrum is re-read BLOCK_S samples at a time from L1/L2. The
+sum over coils is an fp32 ``atomic_add`` into a zero-filled output (each coil's add resolves in L2;
+DRAM sees the zero fill and the final write), so there is no second pass over memory and the last
+bits depend on the order of the adds. Complex data are float32 interleaved (``torch.view_as_real``,
+contiguous); the DFT operand is planar, (Bm, 2, n_s, W). Complex products are four real ``tl.dot``
+at ``PRECISION`` (``"ieee"`` fp32 FMA, or ``"tf32x3"`` on tensor cores; its error against float64
+on hardware is still to be measured on a GPU). Batch and coil offsets are int64 (tensors above 2³¹
+elements); every load/store is masked, so odd sizes work. An optional per-row phase (the centring
+modulation of the H-direction FFT done outside) multiplies the forward output rows or the adjoint output rows.
 """
 from __future__ import annotations
 
@@ -175,7 +176,8 @@ def sense_normal_kernel(x_ptr, maps_ptr, dft_ptr, scratch_ptr, ahy_ptr, gamma_pt
 
     Must move x, S, F_s in, the scratch spectra out (read back from L2) and the output twice (zero
     fill, final write): 41.25 MB at 15×640×368, n_s = 92, ≈ 12.31 µs at 3.35 TB/s (an H100); the DC
-    step also reads A^H y: 43.14 MB, ≈ 12.88 µs. The C atomic adds per pixel hit L2.
+    step also reads A^H y: 43.14 MB, ≈ 12.88 µs. The second half's re-reads of the map rows and the
+    C atomic adds per pixel hit L2.
     """
     rows, row_ok, first_coil, image, coil_map, dft, coil_rows = _tile(C, H, W, NS, maps_batch_stride,
                                                                       dft_batch_stride, BLOCK_H)
