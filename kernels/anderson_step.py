@@ -9,6 +9,10 @@ reads the history twice instead of the 2m + 3 passes of separate torch ops:
   partial sums; the caller adds the blocks up, so the result is deterministic);
 * ``mix_kernel`` writes x_{k+1} = Σ_i α_i (x_i + β g_i) into the next ring slot, holds frozen samples
   at x_k, and copies x_k to the best iterate of the samples whose residual improved.
+
+Slot indices, the history count and the batch size are runtime values Triton must not specialise
+on (it would compile anew when one becomes 1 or a multiple of 16): one compile serves a whole solve.
+Offsets are int64 (histories above 2³¹ elements).
 """
 from __future__ import annotations
 
@@ -37,10 +41,14 @@ def _store_complex(ptr, offs, re, im, mask, IS_COMPLEX: tl.constexpr):
         tl.store(ptr + offs, re, mask=mask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["slot", "batch"])
 def residual_gram_kernel(fx_ptr, x_hist_ptr, g_hist_ptr, partial_ptr, slot, batch, numel,
                          M: tl.constexpr, IS_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
-    """Grid (B, blocks). partial[b, block, 2i:2i+2] = (re, im) of <g_i, g> for i < M, [2M] = ||f||²."""
+    """Grid (B, blocks). partial[b, block, 2i:2i+2] = (re, im) of <g_i, g> for i < M, [2M] = ||f||².
+
+    Must move f(x_k), x_k, the M − 1 older residuals in and g out: 13.19 MB for a 640×368 complex64
+    state at M = 5, ≈ 3.94 µs at 3.35 TB/s (an H100).
+    """
     b = tl.program_id(0).to(tl.int64)
     block = tl.program_id(1)
     num_blocks = tl.num_programs(1)
@@ -48,7 +56,7 @@ def residual_gram_kernel(fx_ptr, x_hist_ptr, g_hist_ptr, partial_ptr, slot, batc
     offs = block * BLOCK + tl.arange(0, BLOCK)
     mask = offs < numel
     sample = b * numel * width
-    slot_stride = batch * numel * width
+    slot_stride = batch.to(tl.int64) * numel * width
     f_re, f_im = _load_complex(fx_ptr + sample, offs, mask, IS_COMPLEX)
     x_re, x_im = _load_complex(x_hist_ptr + slot * slot_stride + sample, offs, mask, IS_COMPLEX)
     g_re = f_re - x_re
@@ -66,17 +74,21 @@ def residual_gram_kernel(fx_ptr, x_hist_ptr, g_hist_ptr, partial_ptr, slot, batc
     _store_complex(g_hist_ptr + slot * slot_stride + sample, offs, g_re, g_im, mask, IS_COMPLEX)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["slot", "next_slot", "n_valid", "batch"])
 def mix_kernel(x_hist_ptr, g_hist_ptr, alpha_ptr, running_ptr, improved_ptr, best_ptr, slot, next_slot,
                n_valid, batch, numel, beta, M: tl.constexpr, IS_COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
-    """Grid (B, blocks). alpha: (B, M, 2) real; running / improved: (B,) int8."""
+    """Grid (B, blocks). alpha: (B, M, 2) real; running / improved: (B,) int8.
+
+    Must move x_k, M iterates, M residuals in and x_{k+1}, the best iterate out (at most): 24.49 MB
+    for a 640×368 complex64 state at M = 5, ≈ 7.31 µs at 3.35 TB/s (an H100).
+    """
     b = tl.program_id(0).to(tl.int64)
     block = tl.program_id(1)
     width = 2 if IS_COMPLEX else 1
     offs = block * BLOCK + tl.arange(0, BLOCK)
     mask = offs < numel
     sample = b * numel * width
-    slot_stride = batch * numel * width
+    slot_stride = batch.to(tl.int64) * numel * width
     # per-sample flags, broadcast to the block (a vector load of one address)
     running = tl.load(running_ptr + b + offs * 0) != 0
     improved = tl.load(improved_ptr + b + offs * 0) != 0

@@ -3,7 +3,8 @@
 Complex data are float32 interleaved (``torch.view_as_real``, contiguous). One program owns one
 batch entry and BLOCK pixels and loops over the coils, so the image (expand) or the accumulator
 (reduce) stays in registers: every input is read once and every output written once. Shared maps
-(one set for the whole batch) use a zero batch stride.
+(one set for the whole batch) use a zero batch stride. Batch offsets are int64 (tensors above 2³¹
+elements).
 """
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import triton.language as tl
 
 @triton.jit
 def coil_expand_kernel(x_ptr, maps_ptr, out_ptr, C, HW, maps_batch_stride, BLOCK: tl.constexpr):
-    """Grid (cdiv(H·W, BLOCK), B): out[b, c] = S[b, c] · x[b]."""
-    b = tl.program_id(1)
+    """Grid (cdiv(H·W, BLOCK), B): out[b, c] = S[b, c] · x[b].
+
+    Must move x, S in and S·x out: 58.41 MB at 15×640×368, ≈ 17.44 µs at 3.35 TB/s (an H100).
+    """
+    b = tl.program_id(1).to(tl.int64)
     pix = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = pix < HW
     xr = tl.load(x_ptr + 2 * (b * HW + pix), mask=ok, other=0.0)
@@ -30,8 +34,11 @@ def coil_expand_kernel(x_ptr, maps_ptr, out_ptr, C, HW, maps_batch_stride, BLOCK
 
 @triton.jit
 def coil_reduce_kernel(z_ptr, maps_ptr, out_ptr, C, HW, maps_batch_stride, BLOCK: tl.constexpr):
-    """Grid (cdiv(H·W, BLOCK), B): out[b] = Σ_c conj(S[b, c]) · z[b, c]."""
-    b = tl.program_id(1)
+    """Grid (cdiv(H·W, BLOCK), B): out[b] = Σ_c conj(S[b, c]) · z[b, c].
+
+    Must move z, S in and the image out: 58.41 MB at 15×640×368, ≈ 17.44 µs at 3.35 TB/s (an H100).
+    """
+    b = tl.program_id(1).to(tl.int64)
     pix = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     ok = pix < HW
     accr = tl.zeros((BLOCK,), dtype=tl.float32)

@@ -124,3 +124,23 @@ def test_bad_columns_and_kspace_are_rejected():
         triton.sense_adjoint_compact(torch.randn(2, 2, 5, 3, dtype=C64), maps, torch.tensor([0, 2]))
     with pytest.raises(ValueError, match="maps: expected 3 coils"):
         triton.sense_adjoint(torch.randn(2, 3, 5, 6, dtype=C64), maps, torch.ones(6, dtype=torch.bool))
+
+
+def test_row_dft_ops_take_a_dot_precision():
+    """The library ops run at "ieee" (default) or "tf32x3" (the interpreter computes both in fp32;
+    the tensor-core accuracy needs a GPU) and refuse anything else."""
+    from mbdlfast.ops import triton_library as lib
+
+    x, maps = make(2, 3, 17, 12, per_batch_maps=True)
+    mask = line_mask(2, 12, per_batch=True)
+    dft = row_dft_from_mask(mask, 12).planar
+    ahy, gamma = torch.randn_like(x), torch.tensor(0.7)
+    want = reference.sense_normal(hi(x), hi(maps), mask)
+    for precision in ("ieee", "tf32x3"):
+        assert relative_error(lib.sense_normal_triton(x, maps, dft, precision), want) <= TOL
+        step = lib.dc_gradient_step_triton(x, maps, dft, ahy, gamma, precision)
+        assert relative_error(step, hi(x) - 0.7 * (want - hi(ahy))) <= TOL
+        rows = lib.row_dft_forward_triton(x, maps, dft, None, precision)
+        assert relative_error(lib.row_dft_adjoint_triton(rows, maps, dft, None, precision), want) <= TOL
+    with pytest.raises(ValueError, match="precision"):
+        lib.sense_normal_triton(x, maps, dft, "tf32")

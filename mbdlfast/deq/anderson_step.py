@@ -53,33 +53,47 @@ def _as_real(t: torch.Tensor) -> torch.Tensor:
     return torch.view_as_real(t) if t.is_complex() else t
 
 
-@register("deq.residual_gram", "triton", dtypes=_STATES)
-def residual_gram_triton(fx, x_hist, g_hist, slot: int):
+def residual_gram_launch(fx, x_hist, g_hist, slot: int):
+    """``(launch, partial)`` of the Triton residual/Gram pass; partial (B, blocks, 2m+1) per-block sums."""
     from mbdlfast.kernels.anderson_step import residual_gram_kernel
+    from mbdlfast.ops.triton_launch import TritonLaunch
 
     m, batch, numel = x_hist.shape
     num_blocks = -(-numel // _BLOCK)
     real = fx.real.dtype if fx.is_complex() else fx.dtype
     partial = torch.empty(batch, num_blocks, 2 * m + 1, dtype=real, device=fx.device)
-    residual_gram_kernel[(batch, num_blocks)](
-        _as_real(fx.contiguous()), _as_real(x_hist), _as_real(g_hist), partial, slot, batch, numel,
-        M=m, IS_COMPLEX=fx.is_complex(), BLOCK=_BLOCK)
+    args = (_as_real(fx.contiguous()), _as_real(x_hist), _as_real(g_hist), partial, slot, batch, numel)
+    meta = {"M": m, "IS_COMPLEX": fx.is_complex(), "BLOCK": _BLOCK}
+    return TritonLaunch(residual_gram_kernel, (batch, num_blocks), args, meta), partial
+
+
+@register("deq.residual_gram", "triton", dtypes=_STATES)
+def residual_gram_triton(fx, x_hist, g_hist, slot: int):
+    launch, partial = residual_gram_launch(fx, x_hist, g_hist, slot)
+    launch.run()
+    m, batch, _ = x_hist.shape
     sums = partial.sum(dim=1)
     col = sums[:, : 2 * m].reshape(batch, m, 2)
     col = torch.view_as_complex(col.contiguous()) if fx.is_complex() else col[..., 0]
     return col, sums[:, 2 * m]
 
 
-@register("deq.mix", "triton", dtypes=_STATES)
-def mix_triton(x_hist, g_hist, alpha, running, improved, best, slot: int, next_slot: int, n_valid: int, beta: float):
+def mix_launch(x_hist, g_hist, alpha, running, improved, best, slot: int, next_slot: int, n_valid: int, beta: float):
+    """The Triton mixing pass as a launch (it writes x_hist[next_slot] and ``best`` in place)."""
     from mbdlfast.kernels.anderson_step import mix_kernel
+    from mbdlfast.ops.triton_launch import TritonLaunch
 
     m, batch, numel = x_hist.shape
     alpha_pairs = torch.view_as_real(alpha) if alpha.is_complex() else torch.stack((alpha, torch.zeros_like(alpha)), -1)
-    mix_kernel[(batch, -(-numel // _BLOCK))](
-        _as_real(x_hist), _as_real(g_hist), alpha_pairs.contiguous(), running.to(torch.int8), improved.to(torch.int8),
-        _as_real(best), slot, next_slot, n_valid, batch, numel, float(beta),
-        M=m, IS_COMPLEX=x_hist.is_complex(), BLOCK=_BLOCK)
+    args = (_as_real(x_hist), _as_real(g_hist), alpha_pairs.contiguous(), running.to(torch.int8),
+            improved.to(torch.int8), _as_real(best), slot, next_slot, n_valid, batch, numel, float(beta))
+    meta = {"M": m, "IS_COMPLEX": x_hist.is_complex(), "BLOCK": _BLOCK}
+    return TritonLaunch(mix_kernel, (batch, -(-numel // _BLOCK)), args, meta)
+
+
+@register("deq.mix", "triton", dtypes=_STATES)
+def mix_triton(x_hist, g_hist, alpha, running, improved, best, slot: int, next_slot: int, n_valid: int, beta: float):
+    mix_launch(x_hist, g_hist, alpha, running, improved, best, slot, next_slot, n_valid, beta).run()
 
 
 def step_functions(state: torch.Tensor, backend: str = "auto") -> tuple[str, Callable, Callable]:
