@@ -53,8 +53,8 @@ def record(result: dict, source: str, measurements: dict) -> dict:
     rows = measured_rows(result)
     if not rows:
         raise SystemExit(f"{source}: no torch/triton/cuda rows within rel_err {MAX_REL_ERR:g} to record")
-    entry = {"source": {"file": Path(source).name, **{k: result.get(k) for k in ("git_sha", "torch", "triton", "cuda")}},
-             "rows": rows}
+    provenance = {key: result.get(key) for key in ("git_sha", "torch", "triton", "cuda")}
+    entry = {"source": {"file": Path(source).name, **provenance}, "rows": rows}
     return {**measurements, "devices": {**measurements["devices"], result["device"]: entry}}
 
 

@@ -71,5 +71,6 @@ def auto_order(case, candidates: tuple[str, ...]) -> tuple[list[str], dict[str, 
         ranked.append("torch")
     unmeasured = {backend: [f"not in the committed GPU measurement of {case.op} on {name} at {shape}"]
                   for backend in others if backend not in totals}
-    basis = f"measured on {name} at {shape}: " + ", ".join(f"{b} {totals[b]:.3g} ms" for b in sorted(totals, key=totals.get))
+    timings = ", ".join(f"{backend} {totals[backend]:.3g} ms" for backend in sorted(totals, key=totals.get))
+    basis = f"measured on {name} at {shape}: {timings}"
     return ranked, unmeasured, basis
