@@ -27,6 +27,10 @@ interpreter, nothing recorded), in about two minutes on two cores: a test runs i
     benchmarks/gpu_check.sh --prepare
     benchmarks/gpu_check.sh OUT_DIR                  # on the GPU machine (carry .whl and GIT_SHA)
     benchmarks/gpu_check.sh --dry-run OUT_DIR        # here, on CPU
+
+On a lent machine whose results come back from ``$OUT``: ``bash benchmarks/gpu_check.sh $OUT`` with
+``.whl`` and ``GIT_SHA`` carried and a command timeout of about 560 s (the budget plus the bundling).
+``--steps a,b`` reruns only the steps named.
 """
 from __future__ import annotations
 
