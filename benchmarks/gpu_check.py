@@ -54,8 +54,8 @@ from typing import Callable
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WHEELS = REPO_ROOT / ".whl"
 BUDGET_S = 480
-# What the GPU machine's image lacks that the demo, the benchmarks and the GPU tests import (see
-# /work/.library/device: its package list): torch-pruning, and the test references PyWavelets, SigPy.
+# What the GPU machine's image lacks (by its package list) that the demo, the benchmarks and the GPU
+# tests import: torch-pruning, and the test references PyWavelets and SigPy.
 WHEEL_PACKAGES = ("torch-pruning", "PyWavelets", "sigpy")
 DEVICE_PYTHON = "3.12"
 DEVICE_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
@@ -120,7 +120,8 @@ def _wheels(run: Run):
 
 
 def _install(run: Run):
-    return ["env", f"MAX_JOBS={os.cpu_count() or 1}", *_pip(run, "--no-deps", "--no-build-isolation", "-e", ".")]
+    """-v: the build's output (which parts compiled, and why one did not) goes to the log."""
+    return ["env", f"MAX_JOBS={os.cpu_count() or 1}", *_pip(run, "-v", "--no-deps", "--no-build-isolation", "-e", ".")]
 
 
 def _install_triton_only(run: Run):
@@ -293,7 +294,11 @@ def prepare() -> int:
     """Here, with network: GIT_SHA for the copy that travels without .git, and the wheels of .whl/."""
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     (REPO_ROOT / "GIT_SHA").write_text(sha.stdout)
-    pins = [f"{name}=={importlib.metadata.version(name)}" for name in WHEEL_PACKAGES]
+    try:
+        pins = [f"{name}=={importlib.metadata.version(name)}" for name in WHEEL_PACKAGES]
+    except importlib.metadata.PackageNotFoundError as err:
+        raise SystemExit(f"--prepare: expected {err} installed here (its wheel is fetched at the version "
+                         "installed here): pip install -e '.[test]'") from None
     platforms = [argument for platform in DEVICE_PLATFORMS for argument in ("--platform", platform)]
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
                     "--python-version", DEVICE_PYTHON, "--implementation", "cp", *platforms, "-d", str(WHEELS), *pins],
