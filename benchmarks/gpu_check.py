@@ -196,8 +196,25 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])[-4000:]
 
 
+def _run_logged(command: list[str], env: dict, log, timeout: int) -> tuple[int | None, str]:
+    """(exit code, status) of ``command`` with its output in ``log``; at the timeout its whole process
+    group is killed; a program that cannot start fails the step (the next one still runs)."""
+    try:
+        process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    except OSError as err:
+        log.write(f"could not start: {err}\n")
+        return None, "failed"
+    try:
+        returncode = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.wait(), "timeout"
+    return returncode, "passed" if returncode == 0 else "failed"
+
+
 def _execute(run: Run, step: Step) -> dict:
-    """Run one step under its timeout (the whole process group is stopped at the limit)."""
+    """Run one step under its timeout, or say why it is skipped."""
     record = {"name": step.name, "status": "skipped", "returncode": None, "wall_s": 0.0, "timeout_s": None,
               "files": [], "log": f"{step.name}.log"}
     left = run.deadline - time.monotonic()
@@ -212,14 +229,7 @@ def _execute(run: Run, step: Step) -> dict:
     with log.open("w") as handle:
         handle.write("$ " + " ".join(command) + "\n")
         handle.flush()
-        process = subprocess.Popen(command, cwd=REPO_ROOT, env=run.env, stdout=handle, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            returncode = process.wait(timeout=timeout)
-            status = "passed" if returncode == 0 else "failed"
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            returncode, status = process.wait(), "timeout"
+        returncode, status = _run_logged(command, run.env, handle, timeout)
     files = sorted(str(path.relative_to(run.work)) for path in run.work.glob(step.outputs)) if step.outputs else []
     return {**record, "status": status, "returncode": returncode, "wall_s": round(time.monotonic() - started, 1),
             "timeout_s": timeout, "command": " ".join(command), "files": files, "log_tail": _tail(log)}
@@ -237,23 +247,29 @@ def _test_counts(log: Path) -> dict:
     return {**counts, "failed_ids": failed}
 
 
+def _install_mode(run: Run) -> str:
+    if run.status("install-triton-only") == "passed":
+        return "without the extension (MBDLFAST_NO_EXTENSION=1: Triton and torch only)"
+    if run.status("install") == "passed":
+        return "with the extension (environment.extension: how each part loaded)"
+    return "not installed (steps import the tree's mbdlfast)"
+
+
 def _write_outputs(run: Run, started: float) -> None:
     """summary.json, results.tar.gz and the top-level copies, each replaced atomically."""
     if run.status("environment") == "passed" and not run.environment:
         lines = (run.work / "environment.log").read_text().splitlines()
         run.environment = json.loads(next(line for line in reversed(lines) if line.startswith("{")))
     summary = {"dry_run": run.dry_run, "budget_s": run.budget_s, "wall_s": round(time.monotonic() - started, 1),
-               "environment": run.environment,
-               "install": "without the extension (MBDLFAST_NO_EXTENSION=1: Triton and torch only)"
-               if run.status("install-triton-only") == "passed" else "with the extension (environment.extension: "
-               "how each part loaded)" if run.status("install") == "passed" else "not installed",
+               "environment": run.environment, "install": _install_mode(run),
                "tests": _test_counts(run.work / "tests.log"), "steps": run.steps}
     _replace(run.out / "summary.json", lambda path: path.write_text(json.dumps(summary, indent=1) + "\n"))
     (run.work / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
-    def bundle(path: Path) -> None:
+    def bundle(path: Path) -> None:  # without bench_e2e's checkpoints (runs/)
         with tarfile.open(path, "w:gz") as tar:
-            tar.add(run.work, arcname="gpu_check")
+            tar.add(run.work, arcname="gpu_check",
+                    filter=lambda member: None if member.name.startswith("gpu_check/runs") else member)
 
     _replace(run.out / "results.tar.gz", bundle)
     for pattern in ("bench/sense_*.json", "gpu_measurements.json"):

@@ -60,13 +60,15 @@ def test_a_failed_or_timed_out_step_does_not_stop_the_next(tmp_path, monkeypatch
     monkeypatch.setattr(gpu_check, "STEPS", (
         gpu_check.Step("fails", 30, python("raise SystemExit(3)"), min_s=0),
         gpu_check.Step("hangs", 1, python("import time; time.sleep(60)"), min_s=0),
+        gpu_check.Step("missing", 30, lambda run: ["/no/such/program"], min_s=0),
         gpu_check.Step("passes", 30, python("print('fine')"), min_s=0),
     ))
     assert gpu_check.check(tmp_path, dry_run=True, budget_s=60) == 1
     steps = json.loads((tmp_path / "summary.json").read_text())["steps"]
     assert (steps[0]["name"], steps[0]["status"], steps[0]["returncode"]) == ("fails", "failed", 3)
     assert steps[1]["status"] == "timeout" and steps[1]["wall_s"] < 10
-    assert steps[2]["status"] == "passed" and steps[2]["log_tail"].endswith("fine")
+    assert steps[2]["status"] == "failed" and "could not start" in steps[2]["log_tail"]
+    assert steps[3]["status"] == "passed" and steps[3]["log_tail"].endswith("fine")
 
 
 def test_steps_out_of_budget_are_skipped_with_the_reason(tmp_path, monkeypatch):
