@@ -21,7 +21,7 @@ test counts), ``results.tar.gz`` (every log and output file) and, top-level, the
 the candidate measurements: few files, as a device machine returns at most eight.
 
 ``--dry-run`` runs the same steps on the CPU at tiny sizes (pip with ``--dry-run``, Triton in its
-interpreter, nothing recorded), in about two minutes on two cores: a test runs it in CI.
+interpreter, nothing recorded), in 45–100 s on a shared 2-core CPU: a test runs it in CI.
 ``--prepare`` (here, with network) writes ``GIT_SHA`` and downloads the wheels into ``.whl/``.
 
     benchmarks/gpu_check.sh --prepare
