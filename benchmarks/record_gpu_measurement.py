@@ -33,7 +33,8 @@ MAX_REL_ERR = 1e-4
 
 
 def measured_rows(result: dict) -> list[dict]:
-    """One row per (op, case): the median time of each backend that ran it correctly."""
+    """One row per (op, case): the median time of each backend that ran it correctly; only cases
+    where torch was timed too, since auto leaves torch only for a backend measured faster than it."""
     cases: dict[tuple, dict] = {}
     for row in result["rows"]:
         if row["provider"] not in MEASURED_BACKENDS or row["rel_err"] > MAX_REL_ERR:
@@ -42,7 +43,7 @@ def measured_rows(result: dict) -> list[dict]:
         case = cases.setdefault(key, {"op": key[0], "dtype": BENCH_DTYPE, "mask": BENCH_MASK,
                                       **{k: row[k] for k in CASE_KEYS}, "median_ms": {}})
         case["median_ms"][row["provider"]] = row["median_ms"]
-    return list(cases.values())
+    return [case for case in cases.values() if "torch" in case["median_ms"]]
 
 
 def record(result: dict, source: str, measurements: dict) -> dict:

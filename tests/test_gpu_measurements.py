@@ -118,7 +118,8 @@ def test_recording_a_gpu_run_orders_auto_on_that_gpu(recorder, measured, tmp_pat
     result = {"device": GPU, "device_type": "cuda", "git_sha": "abc", "torch": "2.11", "triton": "3.6", "cuda": "13.0",
               "rows": [bench_row("A_adjoint_A", "torch", 2.0), bench_row("A_adjoint_A", "triton", 1.0),
                        bench_row("A_adjoint_A", "naive", 9.0), bench_row("A_adjoint_A", "auto", 2.0),
-                       bench_row("A_adjoint_A", "cuda", 0.1, rel_err=0.5)]}  # wrong: not recorded
+                       bench_row("A_adjoint_A", "cuda", 0.1, rel_err=0.5),  # wrong: not recorded
+                       bench_row("A", "triton", 1.0)]}  # no torch time to compare with: not recorded
     (tmp_path / "sense.json").write_text(json.dumps(result))
     out = tmp_path / "gpu_measurements.json"
     recorder.main([str(tmp_path / "sense.json"), "--out", str(out)])
