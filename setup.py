@@ -68,5 +68,5 @@ def _extension_build():
 
 
 ext_modules, cmdclass = _extension_build()
-setup(packages=PACKAGES, package_dir=PACKAGE_DIR, package_data={"mbdlfast": ["weights/*.pt"]}, ext_modules=ext_modules,
+setup(packages=PACKAGES, package_dir=PACKAGE_DIR, package_data={"mbdlfast": ["weights/*.pt"], "mbdlfast.ops": ["gpu_measurements.json"]}, ext_modules=ext_modules,
       cmdclass=cmdclass)

@@ -4,19 +4,26 @@ Compares plain iteration, mbdlfast's Anderson, and the Anderson solver of the pu
 (:func:`mbdlfast.deq.reference_anderson.reference_anderson`: real view, Gram G·Gᵀ recomputed from the
 whole history each step, unscaled λ, bordered system, host-side convergence check every step).
 The problem is a complex DEQ-like contraction (non-normal, spectral radius 0.95, mild nonlinearity).
-Overhead per step = (solver time − f-evaluations × time of one f) / f-evaluations.
+Overhead per step = (solver time − f-evaluations × time of one f) / f-evaluations. The rows go to
+``anderson_<device>.json`` in ``--out`` (default benchmarks/results).
 
-    python benchmarks/bench_anderson.py [--batch 4] [--n 512] [--tol 1e-5] [--device cpu]
+    python benchmarks/bench_anderson.py [--batch 4] [--n 512] [--tol 1e-5] [--device cpu] [--out DIR]
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from mbdlfast.deq import anderson, fixed_point
-from mbdlfast.deq.reference_anderson import reference_anderson
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import add_output_argument, environment, results_folder, write_results  # noqa: E402
+
+from mbdlfast.deq import anderson, fixed_point  # noqa: E402
+from mbdlfast.deq.reference_anderson import reference_anderson  # noqa: E402
 
 
 def complex_contraction(batch: int, n: int, device: str, radius: float = 0.95, seed: int = 1):
@@ -73,11 +80,17 @@ def main() -> None:
     parser.add_argument("--tol", type=float, default=1e-5)
     parser.add_argument("--max-iter", type=int, default=400)
     parser.add_argument("--device", default="cpu")
+    add_output_argument(parser)
     args = parser.parse_args()
+    out = results_folder(args.out, quick=False)
     rows = run(args.batch, args.n, args.tol, args.max_iter, args.device)
     print(f"{'solver':24s} {'f-evals':>8s} {'time (s)':>9s} {'overhead/step (µs)':>19s}")
     for row in rows:
         print(f"{row['solver']:24s} {row['f_evals']:8d} {row['seconds']:9.3f} {row['overhead_per_step_s'] * 1e6:19.1f}")
+    device = torch.device(args.device)
+    config = {"batch": args.batch, "n": args.n, "tol": args.tol, "max_iter": args.max_iter}
+    path = write_results({**environment(device), "config": config, "rows": rows}, out, "anderson", device, None)
+    print(f"# wrote {path}")
 
 
 if __name__ == "__main__":

@@ -123,17 +123,23 @@ def device_slug(device: torch.device) -> str:
 
 
 def git_sha() -> str:
+    """The checkout's commit; where the tree travelled without .git (a device machine gets a copy of
+    the working tree), ``$GIT_SHA`` or a ``GIT_SHA`` file in the repository written by the caller."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        pass
+    if os.environ.get("GIT_SHA"):
+        return os.environ["GIT_SHA"]
+    file = REPO_ROOT / "GIT_SHA"
+    return file.read_text().strip() if file.is_file() else "unknown"
 
 
 def environment(device: torch.device) -> dict[str, object]:
-    """Header fields of a results file: the device, the versions of torch, triton, torch-pruning (and
+    """Header fields of a results file: the device (name and type), the versions of torch, triton, torch-pruning (and
     the rest of :func:`mbdlfast.info.versions`) and the git sha (the copy bandwidth is measured apart)."""
-    return {"device": device_name(device), **versions(), "git_sha": git_sha()}
+    return {"device": device_name(device), "device_type": device.type, **versions(), "git_sha": git_sha()}
 
 
 def cpu_load_note() -> str:

@@ -3,8 +3,9 @@
 :func:`optimize_for_inference` wraps a trained model in :class:`OptimizedModel`, a callable with the
 model's call signature that runs it under one :class:`InferenceSettings`:
 
-* ``backend``: the operator backend of :mod:`mbdlfast.ops` (``"auto"``: the fused kernels;
-  ``"naive"``: the fastMRI-style operator the paper timed);
+* ``backend``: the operator backend of :mod:`mbdlfast.ops` (``"auto"``: the dispatcher's pick, the
+  fused kernels on CPU and on a GPU whose committed measurement found them faster, else torch's
+  shift-free path; ``"naive"``: the fastMRI-style operator the paper timed);
 * ``channels_last``: CNN weights and inputs in NHWC, the layout tensor cores and oneDNN prefer;
 * ``precision``: ``"fp32"``, ``"tf32"`` (CUDA matmuls/convolutions), ``"bf16"`` (autocast of the CNNs
   only; the physics stays complex64) or ``"auto"`` (bf16, else tf32, else fp32 on CUDA; fp32 on

@@ -3,10 +3,10 @@ import torch
 
 
 def relative_error(result: torch.Tensor, expected: torch.Tensor) -> float:
-    """‖result − expected‖ / ‖expected‖, computed in the expected (reference) dtype."""
+    """‖result − expected‖ / ‖expected‖, computed in the expected (reference) dtype and on its device."""
     assert result.shape == expected.shape, (result.shape, expected.shape)
     assert expected.abs().max() > 0, "reference is all zero: the comparison would be vacuous"
-    return float((result.to(expected.dtype) - expected).norm() / expected.norm())
+    return float((result.to(device=expected.device, dtype=expected.dtype) - expected).norm() / expected.norm())
 
 
 def assert_complex64_matches(pairs, tol: float = 1e-5) -> None:

@@ -1,4 +1,5 @@
-"""Shared test fixtures: the real data in ../shared/data, seeds, and Triton's CPU interpreter."""
+"""Shared test fixtures: the real data in ../shared/data, seeds, Triton's CPU interpreter, no TF32,
+and the skip of ``gpu`` tests without CUDA."""
 from __future__ import annotations
 
 import os
@@ -29,6 +30,18 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_tf32():
+    """Tests compare float32 results with float32 or float64 references: no TF32 matmuls or cuDNN
+    convolutions on a GPU (cuDNN's default allows TF32, ~1e-3 relative). The legacy flags, as
+    mbdlfast.inference sets them (torch refuses to read flags set through both APIs); a test of
+    TF32 turns it on itself."""
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
 
 
 def pytest_collection_modifyitems(config, items):

@@ -35,6 +35,18 @@ def test_results_record_the_versions(common):
     header = common.environment(__import__("torch").device("cpu"))
     assert {"torch", "triton", "torch_pruning", "git_sha", "device"} <= set(header)
     assert header["torch_pruning"]  # a declared dependency: always installed
+    assert header["device_type"] == "cpu"
+
+
+def test_the_git_sha_of_a_copy_without_git_comes_from_the_caller(common, tmp_path, monkeypatch):
+    """A device machine gets the working tree without .git: $GIT_SHA, else a GIT_SHA file, else unknown."""
+    monkeypatch.setattr(common, "REPO_ROOT", tmp_path)
+    monkeypatch.delenv("GIT_SHA", raising=False)
+    assert common.git_sha() == "unknown"
+    (tmp_path / "GIT_SHA").write_text("abc123\n")
+    assert common.git_sha() == "abc123"
+    monkeypatch.setenv("GIT_SHA", "def456")
+    assert common.git_sha() == "def456"
 
 
 def test_mbdlfast_bench_quick_writes_bench_out_and_leaves_the_results_alone(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from devices import TRITON_DEVICE
 from mbdlfast.deq import DEQFixedPoint, anderson, fixed_point, mixing_weights
 from mbdlfast.deq.convergence import ConvergenceTracker
 from mbdlfast.deq.anderson_step import mix_torch, mix_triton, residual_gram_torch, residual_gram_triton
@@ -23,7 +24,8 @@ def _single_thread():
     torch.set_num_threads(threads)
 
 
-def complex_contraction(batch=3, n=48, radius=0.95, nonnormal=0.5, nonlinear=0.03, dtype=torch.complex64, seed=1):
+def complex_contraction(batch=3, n=48, radius=0.95, nonnormal=0.5, nonlinear=0.03, dtype=torch.complex64, seed=1,
+                        device="cpu"):
     """f(z) = J z + b + c·z/(1+|z|²) with J = Q T Qᴴ, T upper triangular, max |eig| = radius."""
     gen = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.complex128, generator=gen))
@@ -31,14 +33,14 @@ def complex_contraction(batch=3, n=48, radius=0.95, nonnormal=0.5, nonlinear=0.0
     mags = radius * (0.5 + 0.5 * torch.rand(n, generator=gen, dtype=torch.float64))
     mags[0] = radius
     upper = torch.triu(torch.randn(n, n, dtype=torch.complex128, generator=gen), 1) * nonnormal / n**0.5
-    jac = (q @ (torch.diag(mags * torch.exp(1j * theta)) + upper) @ q.mH).to(dtype)
-    shift = torch.randn(batch, n, dtype=dtype, generator=gen)
+    jac = (q @ (torch.diag(mags * torch.exp(1j * theta)) + upper) @ q.mH).to(device, dtype)
+    shift = torch.randn(batch, n, dtype=dtype, generator=gen).to(device)
 
     def f(z):
         flat = z.reshape(batch, n)
         return (flat @ jac.T + shift + nonlinear * flat / (1 + flat.abs() ** 2)).reshape(z.shape)
 
-    return f, torch.zeros(batch, n // 8, 8, dtype=dtype)
+    return f, torch.zeros(batch, n // 8, 8, dtype=dtype, device=device)
 
 
 def dense_anderson_evals(f, x0, *, conjugate, m=5, lam=1e-4, tol=1e-5, max_iter=300):
@@ -299,9 +301,9 @@ def test_ift_differs_from_jfb():
 @pytest.mark.parametrize("dtype", [torch.complex64, torch.float32])
 def test_triton_step_matches_torch(dtype):
     m, batch, numel = 3, 2, 1500  # two blocks, the second one partial
-    x_hist = torch.randn(m, batch, numel, dtype=dtype)
-    g_hist = torch.randn(m, batch, numel, dtype=dtype)
-    fx = torch.randn(batch, numel, dtype=dtype)
+    x_hist = torch.randn(m, batch, numel, dtype=dtype, device=TRITON_DEVICE)
+    g_hist = torch.randn(m, batch, numel, dtype=dtype, device=TRITON_DEVICE)
+    fx = torch.randn(batch, numel, dtype=dtype, device=TRITON_DEVICE)
     hists = [(x_hist.clone(), g_hist.clone()) for _ in range(2)]
     (col_t, norm_t), (col_k, norm_k) = (fn(fx, xh, gh, 1) for fn, (xh, gh) in
                                         zip((residual_gram_torch, residual_gram_triton), hists))
@@ -309,9 +311,10 @@ def test_triton_step_matches_torch(dtype):
     torch.testing.assert_close(col_k, col_t, rtol=0, atol=1e-6 * scale)
     torch.testing.assert_close(norm_k, norm_t, rtol=1e-5, atol=0)
     assert torch.equal(hists[0][1], hists[1][1])
-    alpha = torch.randn(batch, m, dtype=dtype)
-    running, improved = torch.tensor([True, False]), torch.tensor([False, True])
-    bests = [torch.randn(batch, numel, dtype=dtype)] * 2
+    alpha = torch.randn(batch, m, dtype=dtype, device=TRITON_DEVICE)
+    running = torch.tensor([True, False], device=TRITON_DEVICE)
+    improved = torch.tensor([False, True], device=TRITON_DEVICE)
+    bests = [torch.randn(batch, numel, dtype=dtype, device=TRITON_DEVICE)] * 2
     bests = [b.clone() for b in bests]
     for fn, (xh, gh), best in zip((mix_torch, mix_triton), hists, bests):
         fn(xh, gh, alpha, running, improved, best, 1, 2, 2, 0.7)
@@ -321,7 +324,7 @@ def test_triton_step_matches_torch(dtype):
 
 
 def test_anderson_triton_backend_matches_torch():
-    f, x0 = complex_contraction(batch=2, n=16, radius=0.8)
+    f, x0 = complex_contraction(batch=2, n=16, radius=0.8, device=TRITON_DEVICE)
     x_t, info_t = anderson(f, x0, m=3, tol=1e-4, max_iter=30, step_backend="torch")
     x_k, info_k = anderson(f, x0, m=3, tol=1e-4, max_iter=30, step_backend="triton")
     assert info_k["step_backend"] == "triton" and info_t["step_backend"] == "torch"
@@ -332,21 +335,22 @@ def test_anderson_triton_backend_matches_torch():
 
 
 @pytest.mark.gpu
-def test_anderson_loop_has_no_host_sync(monkeypatch):
+@pytest.mark.parametrize("step_backend", ["torch", "triton"])
+def test_anderson_loop_has_no_host_sync(monkeypatch, step_backend):
     gen = torch.Generator(device="cuda").manual_seed(0)
     weight = torch.randn(48, 48, dtype=torch.complex64, device="cuda", generator=gen)
     weight = 0.9 * weight / torch.linalg.matrix_norm(weight, ord=2)
     shift = torch.randn(4, 48, dtype=torch.complex64, device="cuda", generator=gen)
     z0 = torch.zeros(4, 48, dtype=torch.complex64, device="cuda")
     f = lambda z: z @ weight.T + shift  # noqa: E731
-    anderson(f, z0, max_iter=3)  # warm-up: kernels compiled, solver handles created
+    anderson(f, z0, max_iter=3, step_backend=step_backend)  # warm-up: kernels compiled, solver handles created
     # finish() reads the statuses once on the host by design; here the loop alone is checked
     monkeypatch.setattr(ConvergenceTracker, "finish", lambda self, **extra: (self.best_x, extra))
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        x, extra = anderson(f, z0, tol=1e-6, max_iter=30, check_every=1000)
+        x, extra = anderson(f, z0, tol=1e-6, max_iter=30, check_every=1000, step_backend=step_backend)
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert extra["step_backend"] == "triton"
+    assert extra["step_backend"] == step_backend
     assert bool(torch.isfinite(x).all())

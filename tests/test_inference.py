@@ -186,6 +186,9 @@ def test_reference_anderson_solves_a_complex_contraction():
 
 @pytest.mark.gpu
 def test_cuda_pipeline_graphs_and_precision(batch):
+    """VarNet on CUDA under backend auto: the precision guard, and the whole forward captured as one
+    CUDA graph. The plain model's output is the fp32 reference: TF32 is off in tests (conftest), as in
+    the wrapper's fp32 mode, so fp32 agrees to 1e-5."""
     device = torch.device("cuda")
     model = _model("varnet").to(device)
     args = _call_args("varnet", batch.to(device))
@@ -196,5 +199,6 @@ def test_cuda_pipeline_graphs_and_precision(batch):
     out = wrapped(*args)
     assert _relative(out, expected) < (1e-5 if wrapped.precision == "fp32" else 5e-2)
     fp32 = optimize_for_inference(model, args, OPTIMIZED, precision="fp32")
-    assert "cuda_graphs (whole forward)" in fp32.applied
+    assert OPTIMIZED.backend == "auto" and "backend=auto" in fp32.applied
+    assert "cuda_graphs (whole forward)" in fp32.applied, fp32.skipped
     assert _relative(fp32(*args), expected) < 1e-4

@@ -4,8 +4,9 @@ Every case is first put to :func:`mbdlfast.ops.explain` with the backend forced:
 declares it cannot take the inputs must say why (and that case is not run on it); one that takes
 them must match the float64 reference (:mod:`mbdlfast.ops.reference`), with its output in the
 input's dtype. The same suite checks adjointness and the gradients of every op through every
-backend, ``torch.library.opcheck`` of the public ops, and what ``auto`` picks. On a GPU machine it
-runs on CUDA tensors as well (Triton on real CUDA tensors; TF32 off).
+backend, ``torch.library.opcheck`` of the public ops, and what ``auto`` picks. The CUDA cases
+(marked ``gpu``) run on a GPU machine, Triton's on real CUDA tensors, with TF32 off (tests/conftest.py);
+without CUDA they are skipped with that reason.
 """
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ import torch
 
 import mbdlfast.ops as ops
 from comparisons import relative_error
+from devices import DEVICES, TRITON_DEVICE
 from mbdlfast.ops import dispatch, reference
 from mbdlfast.ops.layouts import sampled_columns
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 BACKENDS = ["torch", "cpp", "cuda", "triton", "naive"]
 DTYPES = [torch.complex64, torch.complex128]
 TOLERANCE = {torch.complex64: 1e-5, torch.complex128: 1e-12}
@@ -28,15 +29,6 @@ SHAPES = [(1, 1, 5, 7), (2, 3, 8, 6), (3, 20, 9, 11)]
 MASK_KINDS = ["lines", "lines-per-sample", "2d", "2d-per-sample"]
 OPS = ["coil_expand", "coil_reduce", "sense_forward", "sense_adjoint", "sense_normal", "dc_gradient_step",
        "soft_kspace_dc", "sense_forward_compact", "sense_adjoint_compact"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_tf32():
-    """Exactness tests compare against float64: no TF32 matmuls or convolutions on a GPU."""
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def _lines(batch: int, width: int, per_sample: bool) -> torch.Tensor:
@@ -222,16 +214,29 @@ def test_gradients_of_every_argument_match_the_reference(op, backend, device):
         assert torch.autograd.gradcheck(fn, [leaves_small[i] for i in leaves])
 
 
+# On CPU through torch; on CUDA through each backend that may run there.
+OPCHECK_RUNS = [pytest.param("cpu", "torch", id="cpu-torch")] + [
+    pytest.param("cuda", backend, id=f"cuda-{backend}", marks=pytest.mark.gpu)
+    for backend in ("torch", "triton", "cuda")]
+
+
+@pytest.mark.parametrize("device, backend", OPCHECK_RUNS)
 @pytest.mark.parametrize("op", OPS)
-def test_opcheck_of_the_public_ops(op):
-    """Schema, fake kernel and autograd registration of each public op agree (torch.library.opcheck)."""
+def test_opcheck_of_the_public_ops(op, device, backend):
+    """Schema, fake kernel and autograd registration of each public op agree (torch.library.opcheck),
+    in double precision where the backend takes it."""
     from mbdlfast.ops import definitions
 
-    case = problem(op, SHAPES[1], "lines-per-sample", torch.complex128, "cpu", seed=6)
+    for dtype in (torch.complex128, torch.complex64):
+        case = problem(op, SHAPES[1], "lines-per-sample", dtype, device, seed=6)
+        if _runnable(op, case["args"], backend):
+            break
+    else:
+        pytest.skip(f"{backend} takes no {op} inputs on {device} here")
     args = definitions._PREPARE[op](*_with_tensor_scalars(op, case["args"]))
     inputs = [a.detach().clone().requires_grad_(True) if isinstance(a, torch.Tensor) and a.is_complex() else a
               for a in args]
-    torch.library.opcheck(getattr(torch.ops.mbdlfast, op).default, (*inputs, "torch"))
+    torch.library.opcheck(getattr(torch.ops.mbdlfast, op).default, (*inputs, backend))
 
 
 # ------------------------------------------------------------------------------- what auto picks
@@ -271,12 +276,10 @@ def test_a_forced_backend_that_cannot_take_the_inputs_raises_with_its_reasons():
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 def test_triton_declines_double_precision_and_2d_masks():
-    args = problem("sense_normal", SHAPES[1], "2d", torch.complex128, "cpu")["args"]
+    args = problem("sense_normal", SHAPES[1], "2d", torch.complex128, TRITON_DEVICE)["args"]
     decision, refusal = _decision("sense_normal", args, "triton")
-    if dispatch.backend_unavailable_reason("triton", torch.device("cpu")) is None:
-        assert "takes complex64, not complex128" in refusal and "takes 1d masks, not a 2d mask" in refusal
-    else:
-        assert "triton runs on CUDA tensors" in refusal
+    assert decision is None
+    assert "takes complex64, not complex128" in refusal and "takes 1d masks, not a 2d mask" in refusal
 
 
 def test_use_backend_and_the_environment_force_a_backend(monkeypatch):

@@ -64,7 +64,7 @@ def anderson(f: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, *, m: 
     residual above ``divergence_factor`` times its minimum) and non-finite samples are frozen; the
     loop stops when none runs (checked every ``check_every`` steps) or after ``max_iter``
     f-evaluations. ``weights``: "complex" (f complex-affine) or "real" (any f; see the module
-    docstring); real states always get real weights. ``step_backend``: "auto" (Triton on CUDA),
+    docstring); real states always get real weights. ``step_backend``: "auto" (the dispatcher's choice),
     "torch" or "triton".
 
     Returns the lowest-residual iterate of each sample. ``info``: ``status`` (per sample:

@@ -97,7 +97,8 @@ def mix_triton(x_hist, g_hist, alpha, running, improved, best, slot: int, next_s
 
 
 def step_functions(state: torch.Tensor, backend: str = "auto") -> tuple[str, Callable, Callable]:
-    """``(backend, residual_gram, mix)`` for iterates like ``state``; ``auto`` = triton on CUDA."""
+    """``(backend, residual_gram, mix)`` for iterates like ``state``; ``auto`` as the dispatcher decides
+    (torch on CUDA until a committed GPU measurement finds triton faster)."""
     if backend not in ("auto", "torch", "triton"):
         raise ValueError(f"step_backend: expected 'auto', 'torch' or 'triton', got {backend!r}")
     name, residual_gram = kernel(Case("deq.residual_gram", state.device, state.dtype), backend)

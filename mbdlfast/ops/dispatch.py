@@ -10,7 +10,9 @@ dtypes, mask kinds, complex scalars, size limits read from the device). The disp
 the inputs' metadata (a :class:`Case`: no data is read, so deciding never waits on a device):
 
 * ``auto`` walks the device's :data:`AUTO_ORDER` and takes the first backend that can run the
-  case; ``naive`` is never in it, so ``auto`` never lands on the baseline;
+  case; ``naive`` is never in it, so ``auto`` never lands on the baseline. On CUDA the order is not
+  assumed: torch, unless a committed GPU measurement (:mod:`mbdlfast.ops.measurements`) found
+  ``cuda`` or ``triton`` faster for that op on that GPU;
 * a forced backend (``backend=``, :func:`use_backend`, ``MBDLFAST_BACKEND``) that cannot run the
   case raises with every reason.
 
@@ -31,9 +33,11 @@ from typing import Callable, Iterator
 import torch
 
 from mbdlfast._extension import cuda_extension_status, extension_status
+from mbdlfast.ops import measurements
 
 BACKENDS = ("torch", "triton", "cpp", "cuda", "naive")
-# Backends "auto" may pick, per device type, in order; "naive" is deliberately absent.
+# Backends "auto" may pick, per device type, in order ("naive" is deliberately absent); on CUDA the
+# candidates, ordered by the committed measurements (see decide).
 AUTO_ORDER = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpp", "torch")}
 COMPLEX_DTYPES = (torch.complex64, torch.complex128)
 
@@ -191,17 +195,20 @@ def refusals(backend: str, case: Case) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """The backend that runs ``case``, what was asked for, and why each backend before it was skipped."""
+    """The backend that runs ``case``, what was asked for, why each backend before it was skipped,
+    and (on CUDA) the committed measurement the order came from."""
 
     backend: str
     requested: str
     skipped: dict[str, list[str]]
+    basis: str = ""
 
     def __str__(self) -> str:
         if self.requested != "auto":
             return f"{self.backend} (forced)"
         why = "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in self.skipped.items())
-        return f"{self.backend} (auto" + (f"; skipped {why})" if why else ")")
+        notes = [note for note in (self.basis, f"skipped {why}" if why else "") if note]
+        return f"{self.backend} (" + "; ".join(["auto", *notes]) + ")"
 
 
 def decide(case: Case, requested: str = "auto") -> Decision:
@@ -214,11 +221,13 @@ def decide(case: Case, requested: str = "auto") -> Decision:
             raise RuntimeError(f"backend {requested!r} cannot run {case.op} on these inputs ({_describe(case)}): "
                                + "; ".join(reasons))
         return Decision(requested, requested, {})
-    skipped = {}
-    for candidate in AUTO_ORDER.get(case.device.type, ("torch",)):
+    order, skipped, basis = list(AUTO_ORDER.get(case.device.type, ("torch",))), {}, ""
+    if case.device.type == "cuda":
+        order, skipped, basis = measurements.auto_order(case, AUTO_ORDER["cuda"])
+    for candidate in order:
         reasons = refusals(candidate, case)
         if not reasons:
-            return Decision(candidate, "auto", skipped)
+            return Decision(candidate, "auto", skipped, basis)
         skipped[candidate] = reasons
     raise RuntimeError(f"no backend can run {case.op} on these inputs ({_describe(case)}): "
                        + "; ".join(f"{name}: {', '.join(reasons)}" for name, reasons in skipped.items()))
