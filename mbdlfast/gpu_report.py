@@ -21,6 +21,10 @@ from typing import Callable
 
 import torch
 
+from mbdlfast.deq.anderson_step import mix_launch, residual_gram_launch
+from mbdlfast.ops import triton_library as lib
+from mbdlfast.outputs import write_json
+
 ARCHS = {"sm_90": 90, "sm_80": 80}
 H100_BYTES_PER_S = 3.35e12
 SHAPES = ((640, 368), (320, 320), (320, 368))
@@ -36,9 +40,6 @@ def _meta(*shape, dtype=torch.complex64) -> torch.Tensor:
 
 def _cases(height: int, width: int, precisions: tuple[str, ...]) -> list[tuple[str, str, str, Callable, int]]:
     """(kernel, variant, data shape, build the launch, bytes to move) at batch 1 for one image shape."""
-    from mbdlfast.deq.anderson_step import mix_launch, residual_gram_launch
-    from mbdlfast.ops import triton_library as lib
-
     ns = width // 4
     image, kspace = height * width * _C64, COILS * height * width * _C64
     compact, dft, phase = COILS * height * ns * _C64, 2 * ns * width * _F32, height * _C64
@@ -174,8 +175,6 @@ def main(argv=None) -> int:
     rows = report(args.arch or ["sm_90"], shapes, args.precision or ("ieee", "tf32x3"))
     print(format_table(rows))
     if args.json:
-        from mbdlfast.outputs import write_json
-
         write_json(args.json, {"bandwidth_bytes_per_s": H100_BYTES_PER_S, "rows": rows})
     failed = problems(rows)
     for line in failed:

@@ -20,7 +20,7 @@ LAYERS = [
     ["mbdlfast.physics", "mbdlfast.metrics", "mbdlfast.info"],
     ["mbdlfast.deq", "mbdlfast.data"],
     ["mbdlfast.models"],
-    ["mbdlfast.dip", "mbdlfast.evaluation", "mbdlfast.inference"],
+    ["mbdlfast.dip", "mbdlfast.evaluation", "mbdlfast.inference", "mbdlfast.gpu_report"],
     ["mbdlfast.prune", "mbdlfast.figures"],
     ["mbdlfast.training"],  # configs, registry, checkpoints, objective, trainer, DDP
     ["mbdlfast.finetune"],  # fine-tuning modes on the trainer
