@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 
 namespace {
 
@@ -384,13 +385,16 @@ cudaError_t mbdlfast_cuda_normal_1d(const float2* x, const float2* maps, const f
   if (B == 0 || C == 0 || H == 0 || W == 0) return cudaSuccess;
   const size_t smem = mbdlfast_cuda_normal_1d_smem(W);
   if (smem > smem_limit) return cudaErrorInvalidConfiguration;
-  // The opt-in attribute once per device and size: raise it only past the largest size set so far.
+  // The opt-in attribute once per device and size: raised only past the largest size set so far (the
+  // lock, taken only then, keeps concurrent first calls from lowering it again).
   static std::atomic<size_t> configured[kMaxDevices];
-  size_t current = configured[device].load(std::memory_order_relaxed);
-  if (smem > current) {
-    const cudaError_t err = cudaFuncSetAttribute(normal_1d_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (err != cudaSuccess) return err;
-    while (smem > current && !configured[device].compare_exchange_weak(current, smem)) {
+  if (smem > configured[device].load(std::memory_order_acquire)) {
+    static std::mutex raising;
+    const std::lock_guard<std::mutex> lock(raising);
+    if (smem > configured[device].load(std::memory_order_relaxed)) {
+      const cudaError_t err = cudaFuncSetAttribute(normal_1d_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+      if (err != cudaSuccess) return err;
+      configured[device].store(smem, std::memory_order_release);
     }
   }
   // ceil(2^32 / W); W = 1 wraps to 0, harmless there since every index is 0
