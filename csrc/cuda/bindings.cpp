@@ -23,9 +23,11 @@ cudaError_t mbdlfast_cuda_gather_columns(const float2* rows, const int64_t* colu
 cudaError_t mbdlfast_cuda_scatter_columns(const float2* compact, const int64_t* columns, const float2* phase_w, float2* full,
                                           int64_t B, int64_t C, int64_t H, int64_t W, int64_t n, int64_t columns_b_stride,
                                           cudaStream_t stream);
+size_t mbdlfast_cuda_shared_memory_optin(int device);
+size_t mbdlfast_cuda_normal_1d_smem(int64_t W);
 cudaError_t mbdlfast_cuda_normal_1d(const float2* x, const float2* maps, const float* weight, const float2* AHy, const float* gamma,
                                     float2* out, int64_t B, int64_t C, int64_t H, int64_t W, int shared_maps, int shared_weight,
-                                    cudaStream_t stream);
+                                    int device, size_t smem_limit, cudaStream_t stream);
 }
 
 namespace {
@@ -99,11 +101,20 @@ at::Tensor normal_or_step(const at::Tensor& x, const at::Tensor& maps, const at:
     TORCH_CHECK(AHy->sizes() == x.sizes(), "mbdlfast cuda: AHy must have the shape of x ", x.sizes(), ", got ", AHy->sizes());
     check_device_scalar(*gamma, "gamma", x);
   }
+  const int64_t C = maps.size(1);
+  TORCH_CHECK(B <= 65535 && C <= 65535, "mbdlfast cuda: the fused normal kernel's grid takes B, C <= 65535, got B=", B, " C=", C);
   const c10::cuda::CUDAGuard guard(x.device());
-  auto out = at::empty_like(x);
+  if (C == 0) return AHy ? x + *gamma * *AHy : at::zeros_like(x);
+  const int device = x.get_device();
+  const size_t needed = mbdlfast_cuda_normal_1d_smem(W);
+  const size_t limit = mbdlfast_cuda_shared_memory_optin(device);
+  TORCH_CHECK(limit > 0, "mbdlfast cuda: could not read the shared memory limit of device ", device);
+  TORCH_CHECK(needed <= limit, "mbdlfast cuda: the fused normal kernel needs ", needed, " bytes of shared memory per block at W=", W,
+              ", device ", device, " allows ", limit, " (cudaDevAttrMaxSharedMemoryPerBlockOptin)");
+  auto out = at::zeros_like(x);  // the kernel adds every coil's share into it
   check_launch(mbdlfast_cuda_normal_1d(as_float2(x), as_float2(maps), weight.data_ptr<float>(), AHy ? as_float2(*AHy) : nullptr,
-                                       gamma ? gamma->data_ptr<float>() : nullptr, as_float2_mut(out), B, maps.size(1), H, W, maps.size(0) == 1,
-                                       weight.size(0) == 1, c10::cuda::getCurrentCUDAStream()),
+                                       gamma ? gamma->data_ptr<float>() : nullptr, as_float2_mut(out), B, C, H, W, maps.size(0) == 1,
+                                       weight.size(0) == 1, device, limit, c10::cuda::getCurrentCUDAStream()),
                "sense_normal");
   return out;
 }

@@ -37,9 +37,17 @@ def _shared_memory_per_block(device_index: int) -> int:
     return torch.cuda.get_device_properties(device_index).shared_memory_per_block_optin
 
 
-# The fused CUDA normal kernel keeps (C + 4)·W complex64 values and W ints per image row in shared
-# memory, with at most 4 columns per thread of a 256-thread block (csrc/cuda/sense_kernels.cu).
+# The fused CUDA normal kernel (csrc/cuda/sense_kernels.cu): W <= 1024 bounds its index reduction;
+# per block it keeps twiddles, NORMAL_ROWS staged rows and NORMAL_ROWS spectrum rows (W rounded up
+# to 32) of complex64 and W frequencies and gains in shared memory, whatever the number of coils.
 CUDA_MAX_WIDTH = 1024
+NORMAL_ROWS = 8
+
+
+def normal_shared_memory(width: int) -> int:
+    """Bytes of shared memory per block of the fused CUDA normal kernel (mbdlfast_cuda_normal_1d_smem)."""
+    padded = -(-width // 32) * 32
+    return ((1 + NORMAL_ROWS) * width + NORMAL_ROWS * padded) * 8 + width * 8
 
 
 def _cuda_row_fits(case: Case) -> str | None:
@@ -47,10 +55,11 @@ def _cuda_row_fits(case: Case) -> str | None:
         return None
     if case.width > CUDA_MAX_WIDTH:
         return f"the fused CUDA row kernel takes W <= {CUDA_MAX_WIDTH}, got W={case.width}"
-    needed = (case.coils + 4) * case.width * 8 + 4 * case.width
+    needed = normal_shared_memory(case.width)
     available = _shared_memory_per_block(case.device.index if case.device.index is not None else torch.cuda.current_device())
     if needed > available:
-        return f"a row needs {needed:,} bytes of shared memory, the device has {available:,} per block"
+        return f"the fused CUDA normal kernel needs {needed:,} bytes of shared memory per block at W={case.width}, " \
+               f"the device allows {available:,} (shared_memory_per_block_optin)"
     return None
 
 
