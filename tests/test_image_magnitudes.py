@@ -66,10 +66,26 @@ def test_bad_families(family, error, match):
 
 def test_bad_image_contents(tmp_path):
     for name, array in (("zeros.npy", np.zeros((8, 8))), ("nan.npy", np.full((8, 8), np.nan)),
-                        ("cube.npy", np.ones((2, 8, 8)))):
+                        ("hypercube.npy", np.ones((2, 2, 8, 8))), ("empty.npy", np.ones((8, 8, 0)))):
         np.save(tmp_path / name, array)
         with pytest.raises(ValueError, match=name):
             image_view(f"images:{tmp_path / name}", np.random.default_rng(0), 8, 8)
+
+
+def test_volume_views_draw_only_its_central_slices(tmp_path):
+    """A 3D .npy is a volume of slices along its last axis; views come from the central half only."""
+    volume = np.zeros((48, 48, 20))
+    central = range(5, 15)  # CENTRAL_SLICES (0.25, 0.75) of 20 slices
+    for index in central:
+        volume[..., index] = (index + 1) * _disc(48)  # each slice a disc of its own brightness
+    path = tmp_path / "volume.npy"
+    np.save(path, volume)
+    peaks = set()
+    for seed in range(40):
+        view = image_view(f"images:{path}", np.random.default_rng(seed), 24, 24)
+        assert view.max() > 0.1  # never one of the empty outer slices
+        peaks.add(round(float(np.quantile(view, 0.99)), 2))
+    assert len(peaks) > 3  # several slices are drawn
 
 
 def test_config_validation_names_the_setting(npy_family):

@@ -7,7 +7,10 @@ function of the generator's random stream: one of the images, a random rotation,
 left-right flip, a zoom of 1 to 1.4 about a jittered centre, and a gamma in [0.8, 1.25], resampled
 (bilinear, after an anti-aliased reduction) to the requested size. Images are ``.npy`` 2D arrays
 (any real or complex dtype; the magnitude is used) or image files that scikit-image reads (RGB is
-converted to luminance); each is scaled to a maximum of 1.
+converted to luminance); each is scaled to a maximum of 1. A 3D ``.npy`` array is a volume of slices
+along its last axis (the axial axis of a volume stored in NIfTI order, e.g. the T1, PD and Colin27
+brains in ``shared/data/mri``): a view first draws one of its central slices
+(:data:`CENTRAL_SLICES`, where there is anatomy), the volume scaled to a maximum of 1.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import numpy as np
 IMAGES_PREFIX = "images:"
 ZOOM_RANGE = (1.0, 1.4)
 GAMMA_RANGE = (0.8, 1.25)
+CENTRAL_SLICES = (0.25, 0.75)  # the fraction of a volume's last axis whose slices a view may draw
 
 
 def is_image_family(family: str) -> bool:
@@ -41,10 +45,15 @@ def image_paths(family: str) -> tuple[Path, ...]:
 
 
 def _read_magnitude(path: Path) -> np.ndarray:
+    """(slices, H, W) float64 in [0, 1]: one slice for an image, the central slices of a volume."""
     if path.suffix.lower() == ".npy":
         array = np.load(path)
-        if array.ndim != 2:
-            raise ValueError(f"family: {str(path)!r} must hold a 2D array, got shape {array.shape}")
+        if array.ndim not in (2, 3) or 0 in array.shape:
+            raise ValueError(f"family: {str(path)!r} must hold a non-empty 2D image or 3D volume, "
+                             f"got shape {array.shape}")
+        if array.ndim == 3:
+            first, last = (round(fraction * array.shape[-1]) for fraction in CENTRAL_SLICES)
+            array = np.moveaxis(array[..., first:max(last, first + 1)], -1, 0)
         array = np.abs(array).astype(np.float64)
     else:
         from skimage import io
@@ -57,17 +66,19 @@ def _read_magnitude(path: Path) -> np.ndarray:
     peak = array.max()
     if peak <= 0:
         raise ValueError(f"family: {str(path)!r} is all zeros")
-    return array / peak
+    return (array / peak).reshape(-1, *array.shape[-2:])
 
 
 @functools.lru_cache(maxsize=8)
 def _reduced(path: Path, side: int) -> np.ndarray:
-    """The image anti-aliased down to about ``side`` pixels on its shorter side (never enlarged)."""
+    """The slices anti-aliased down to about ``side`` pixels on their shorter side (never enlarged)."""
     from skimage.transform import rescale
 
-    image = _read_magnitude(path)
-    factor = min(1.0, side / min(image.shape))
-    return image if factor == 1.0 else rescale(image, factor, anti_aliasing=True, preserve_range=True)
+    slices = _read_magnitude(path)
+    factor = min(1.0, side / min(slices.shape[1:]))
+    if factor == 1.0:
+        return slices
+    return np.stack([rescale(image, factor, anti_aliasing=True, preserve_range=True) for image in slices])
 
 
 def image_view(family: str, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -75,7 +86,8 @@ def image_view(family: str, rng: np.random.Generator, height: int, width: int) -
     from skimage.transform import AffineTransform, warp
 
     paths = image_paths(family)
-    source = _reduced(paths[rng.integers(len(paths))], 2 * max(height, width))
+    slices = _reduced(paths[rng.integers(len(paths))], 2 * max(height, width))
+    source = slices[rng.integers(len(slices))] if len(slices) > 1 else slices[0]  # images draw no slice
     angle = rng.uniform(0.0, 2.0 * math.pi)
     zoom = rng.uniform(*ZOOM_RANGE)
     flip = rng.uniform() < 0.5
