@@ -49,8 +49,8 @@ from common import add_output_argument, cpu_load_note, device_slug, environment,
 from mbdlfast.data.synthetic import SyntheticMulticoil  # noqa: E402
 from mbdlfast.data.volumes import load_volume  # noqa: E402
 from mbdlfast.evaluation import (  # noqa: E402
-    EvaluationSlices, baseline_runs, choose_lambdas, classical_baselines, evaluate, format_table, prepare_slices, quality,
-    solver_report,
+    EvaluationSlices, baseline_runs, choose_lambdas, classical_baselines, equilibrium_check, evaluate, format_table,
+    prepare_slices, quality, solver_report,
 )
 from mbdlfast.figures import comparison_figure  # noqa: E402
 from mbdlfast.training import DataConfig, TrainConfig, Trainer
@@ -71,6 +71,7 @@ PIPELINES = {"baseline": BASELINE, "optimized": OPTIMIZED}
 BRAIN = shared_data_path("mri", "auto-espirit", "brain_clean", must_exist=False)  # the held-out test brain
 BRAIN_VALIDATION = shared_data_path("mri", "espirit-brain-alias", "kspace.npy", must_exist=False)  # another subject
 SYNTHETIC_VALIDATION_SEED = 31_337
+EQUILIBRIUM_TOL, EQUILIBRIUM_MAX_ITER, EQUILIBRIUM_EARLY = 1e-4, 100, 25  # the dense DEQ's convergence check
 
 # Models trained from scratch here: the sizes of the shipped weights (mbdlfast/weights/*.yaml);
 # --paper-size uses the registry's defaults (the paper's networks) instead.
@@ -207,6 +208,20 @@ def evaluate_model(name: str, wrapper, batch: EvaluationSlices, chunk: int) -> t
     return metrics, prediction
 
 
+def dense_equilibrium(name: str, model: DEQ, tests: dict[str, EvaluationSlices]) -> dict:
+    """Is the dense DEQ an equilibrium model on every test set? :func:`equilibrium_check` at the
+    issue's settings (tol 1e-4 within 100 iterations, against the seed's 25)."""
+    checks = {}
+    for test_name, batch in tests.items():
+        check = equilibrium_check(model, batch, tol=EQUILIBRIUM_TOL, max_iter=EQUILIBRIUM_MAX_ITER,
+                                  early_iterations=EQUILIBRIUM_EARLY)
+        checks[test_name] = check.as_dict()
+        logger.info("%s on %s: %s; PSNR after %d iterations %s dB, at tol %g %s dB", name, test_name,
+                    check.report.summary(), EQUILIBRIUM_EARLY, [round(p, 2) for p in check.psnr_early],
+                    EQUILIBRIUM_TOL, [round(p, 2) for p in check.psnr_converged])
+    return checks
+
+
 def baselines(tests: dict[str, EvaluationSlices], args) -> tuple[dict, dict]:
     """The classical baselines (their λs chosen on each test set's validation slices) on every test
     set: ({test: {validation, lambdas, methods: {method: metrics, solver}}}, {test: {method: image of
@@ -246,10 +261,12 @@ def run(args, on_family_done=None) -> tuple[dict, dict, EvaluationSlices | None,
     classical_rows = {name: {**timing, "lambda": lambdas.get(name, {}).get("lambda")}
                       for name, timing in classical_timing.items()}
 
-    rows, recons, result = [], {}, {}
+    rows, recons, result, equilibria = [], {}, {}, {}
     for name in args.models:
         dense, model_kwargs, origin = starting_model(name, args, train_data, device)
         logger.info("%s: dense model %s", name, origin)
+        if isinstance(dense, DEQ):
+            equilibria[name] = dense_equilibrium(name, dense, tests)
         timing_args = call_args(timing_batch)
         entries = []
         for ratio, tuning, model, tune_seconds in variants(name, dense, model_kwargs, args, train_data, guard_batch):
@@ -284,7 +301,7 @@ def run(args, on_family_done=None) -> tuple[dict, dict, EvaluationSlices | None,
         result = {**environment(device), "load": cpu_load_note(), "config": config_record(args),
                   "primary_test": primary, "protocol": {name: {"reference": b.reference_name, "maps": b.maps_source}
                                                         for name, b in tests.items()},
-                  "baselines": classical, "baseline_timing": classical_rows, "rows": rows}
+                  "baselines": classical, "baseline_timing": classical_rows, "equilibrium": equilibria, "rows": rows}
         if on_family_done is not None:
             on_family_done(result)
     return result, recons, tests.get(args.grid_test), classical_images.get(args.grid_test, {})

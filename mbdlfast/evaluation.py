@@ -22,12 +22,14 @@ reconstruction carries a :class:`SolverReport`.
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import torch
 
+from mbdlfast.data.noise import add_measurement_noise
 from mbdlfast.metrics import psnr_batch, ssim_batch
 from mbdlfast.physics.compressed_sensing import l1_wavelet
 from mbdlfast.physics.espirit_maps import calibration_width, espirit
@@ -44,6 +46,7 @@ CG_TOL = 1e-5
 L1_LAMBDAS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 L1_MAX_ITER = 100
 L1_TOL = 1e-4
+EQUAL_PSNR_DB = 0.05  # two PSNRs within this are equal (the equilibrium check, equal-quality timings)
 
 
 @dataclass
@@ -125,16 +128,22 @@ def calibration_maps(undersampled: torch.Tensor, mask: torch.Tensor, *, calib_wi
 
 def prepare_slices(kspace: torch.Tensor, mask: torch.Tensor, *, fully_sampled: bool, normalise: bool = True,
                    calib_width: int = CALIB_WIDTH, maps: torch.Tensor | None = None,
-                   truth: torch.Tensor | None = None, name: str = "data") -> EvaluationSlices:
+                   truth: torch.Tensor | None = None, name: str = "data", noise_snr_db: float | None = None,
+                   noise_seed=0) -> EvaluationSlices:
     """The protocol's inputs and references for (B,C,H,W) ``kspace`` and its volume's ``mask``.
 
     ``fully_sampled``: ``kspace`` is fully sampled and ``mask`` is applied here (retrospective);
     otherwise ``kspace`` is the acquisition and ``mask`` its sampling. ``maps`` (true maps of a
     simulation) replace the ESPIRiT estimate; ``truth`` (B,H,W) becomes the reference (simulations).
+    ``noise_snr_db``: noise added to the measured samples at that input SNR (drawn from
+    ``noise_seed``, :func:`mbdlfast.data.noise.add_measurement_noise`) before anything is estimated
+    from them; the references stay those of the data as given.
     """
     batch_size, _, height, _ = kspace.shape
     masks = batch_mask(mask.to(kspace.device), batch_size, height)
     undersampled = kspace * (masks[:, None] if masks.dim() == 3 else masks[:, None, None, :])
+    if noise_snr_db is not None:
+        undersampled = add_measurement_noise(undersampled, noise_snr_db, seed=noise_seed)
     maps_source = "the simulation's true maps"
     if maps is None:
         maps, maps_source = calibration_maps(undersampled, mask, calib_width=calib_width, name=name)
@@ -249,6 +258,58 @@ def solver_report(model, batch_size: int) -> SolverReport:
     if cascades is not None:
         return fixed_steps("unrolled cascades", len(cascades), batch_size)
     return fixed_steps("one forward pass", 1, batch_size)
+
+
+@dataclass
+class EquilibriumCheck:
+    """A DEQ stopped after ``early_iterations`` against the same DEQ solved to ``tol`` (at most
+    ``max_iter`` iterations), per slice: is it an equilibrium model (the solve converges, and the
+    equilibrium is not worse than the truncated iterate)? ``report`` is the solve's SolverReport."""
+
+    tol: float
+    max_iter: int
+    early_iterations: int
+    report: SolverReport
+    psnr_early: list[float]
+    psnr_converged: list[float]
+
+    @property
+    def converged(self) -> bool:
+        return self.report.converged
+
+    @property
+    def holds(self) -> bool:
+        """Converged on every slice, and on no slice is the equilibrium's PSNR below the early iterate's
+        (by more than :data:`EQUAL_PSNR_DB`, the resolution at which this project calls PSNRs equal)."""
+        return self.converged and all(c >= e - EQUAL_PSNR_DB for c, e in zip(self.psnr_converged, self.psnr_early))
+
+    def as_dict(self) -> dict:
+        return {"tol": self.tol, "max_iter": self.max_iter, "early_iterations": self.early_iterations,
+                "solver": self.report.as_dict(), "psnr_early": self.psnr_early,
+                "psnr_converged": self.psnr_converged, "converged": self.converged, "holds": self.holds}
+
+
+@torch.no_grad()
+def equilibrium_check(model, slices: EvaluationSlices, *, tol: float = 1e-4, max_iter: int = 100,
+                      early_iterations: int = 25) -> EquilibriumCheck:
+    """Run the DEQ ``model`` (anything with ``solver_kwargs``, e.g. :class:`mbdlfast.models.DEQ`) on
+    ``slices`` twice with its own solver: exactly ``early_iterations`` iterations (the seed's capped
+    solve), and to ``tol`` within ``max_iter``; both scored by :func:`quality`. The model is not changed."""
+    if slices.reference is None:
+        raise ValueError("slices: the equilibrium check scores against a reference; pass fully sampled slices")
+    if not hasattr(model, "solver_kwargs"):
+        raise TypeError(f"model: expected a DEQ (with solver_kwargs), got {type(model).__name__}")
+
+    def solve(**settings) -> tuple[torch.Tensor, SolverReport]:
+        variant = copy.copy(model)  # shares the parameters; only the solver settings differ
+        variant.solver_kwargs = {**model.solver_kwargs, **settings}
+        image = variant(slices.kspace, slices.physics())
+        return image, solver_report(variant, len(slices))
+
+    early, _ = solve(tol=0.0, max_iter=early_iterations)
+    converged, report = solve(tol=tol, max_iter=max_iter)
+    return EquilibriumCheck(tol, max_iter, early_iterations, report, quality(early, slices)["psnr"],
+                            quality(converged, slices)["psnr"])
 
 
 # ---------------------------------------------------------------------------------------- baselines

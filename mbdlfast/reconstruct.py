@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 
 from mbdlfast import __version__
 from mbdlfast._validation import check_int
+from mbdlfast.data.noise import check_snr_db
 from mbdlfast.data.synthetic import SyntheticMulticoil, check_family
 from mbdlfast.data.volumes import KspaceVolume, load_volume, volume_files
 from mbdlfast.evaluation import (
@@ -80,7 +81,9 @@ class ReconSettings:
     values); ``seed``: of the mask offset; ``batch_size``: slices per model call; ``validation``: a
     fully sampled volume (same H x W as the data) on which the classical baselines' λs are chosen
     (None: synthetic slices); ``baselines``: reconstruct zero-filled, CG-SENSE and ℓ1-wavelet too;
-    ``skip_existing``: leave volumes whose output h5 exists (to resume a batch)."""
+    ``skip_existing``: leave volumes whose output h5 exists (to resume a batch); ``noise_snr_db``:
+    noise added to the measured samples at that input SNR before anything is reconstructed (the
+    seed's robustness setting, :mod:`mbdlfast.data.noise`), to the data and the validation slices alike."""
 
     acceleration: int | None = None
     center_fraction: float | None = None
@@ -90,8 +93,10 @@ class ReconSettings:
     validation: str | None = None
     baselines: bool = True
     skip_existing: bool = False
+    noise_snr_db: float | None = None
 
     def __post_init__(self):
+        self.noise_snr_db = check_snr_db("noise_snr_db", self.noise_snr_db)
         if self.acceleration is not None:
             self.acceleration = check_int("acceleration", self.acceleration, minimum=1)
         if self.center_fraction is not None and not 0 <= self.center_fraction < 1:
@@ -209,9 +214,13 @@ class Reconstructor:
                              + (" (raise center_fraction)" if sampling.retrospective else ""))
         return sampling
 
-    def _prepare(self, kspace: torch.Tensor, mask: torch.Tensor, fully_sampled: bool, name: str) -> EvaluationSlices:
+    def _prepare(self, kspace: torch.Tensor, mask: torch.Tensor, fully_sampled: bool, name: str,
+                 first: int = 0) -> EvaluationSlices:
+        """The protocol's slices of ``kspace`` (slices ``first``, ... of its volume; the added noise, if
+        any, is drawn per volume position and seed)."""
         return prepare_slices(kspace.to(self.device), mask, fully_sampled=fully_sampled,
-                              normalise=self.data.normalise, calib_width=self.data.calib_width, name=name)
+                              normalise=self.data.normalise, calib_width=self.data.calib_width, name=name,
+                              noise_snr_db=self.settings.noise_snr_db, noise_seed=(self.settings.seed, first))
 
     def validation_slices(self, volume: KspaceVolume, sampling: Sampling) -> EvaluationSlices | None:
         """Fully sampled slices with ``volume``'s size and sampling, for choosing the classical baselines'
@@ -226,7 +235,7 @@ class Reconstructor:
                                  f"{tuple(validation.kspace.shape[-2:])}")
             first = max(0, validation.num_slices // 2 - VALIDATION_SLICES // 2)
             return self._prepare(validation.kspace[first:first + VALIDATION_SLICES], sampling.mask, True,
-                                 f"validation {validation.name}")
+                                 f"validation {validation.name}", first=first)
         family = self.data.family
         try:
             check_family(family)
@@ -236,7 +245,7 @@ class Reconstructor:
         for index in range(VALIDATION_CANDIDATES):  # a phantom whose maps ESPIRiT cannot find is passed over
             try:
                 usable.append(self._prepare(generator.batch([index])["kspace"], sampling.mask, True,
-                                            f"synthetic {family} slices (seed {VALIDATION_SEED})"))
+                                            f"synthetic {family} slices (seed {VALIDATION_SEED})", first=index))
             except ValueError as err:
                 errors.append(" ".join(str(err).split()))
             if len(usable) == VALIDATION_SLICES:
@@ -255,7 +264,7 @@ class Reconstructor:
         images, parts, result = [], [], VolumeResult(np.empty(0), sampling, [])
         for first in range(0, volume.num_slices, self.settings.batch_size):
             kspace = volume.kspace[first:first + self.settings.batch_size]
-            slices = self._prepare(kspace, sampling.mask, sampling.retrospective, volume.name)
+            slices = self._prepare(kspace, sampling.mask, sampling.retrospective, volume.name, first=first)
             baselines = classical_baselines(slices, choice) if self.settings.baselines else []
             image = self.spec.reconstruct(self.model, slices)
             network = evaluate(self.checkpoint.model_name, image, solver_report(self.model, len(slices)), slices)
@@ -297,7 +306,8 @@ class Reconstructor:
                 **versions(), "sampling": {"kind": sampling.kind, "retrospective": sampling.retrospective,
                                            "acceleration": sampling.acceleration,
                                            "center_fraction": sampling.center_fraction,
-                                           "calibration": sampling.calibration},
+                                           "calibration": sampling.calibration,
+                                           "added_noise_snr_db": self.settings.noise_snr_db},
                 "protocol": result.protocol, "methods": [method.as_dict() for method in result.methods]}
 
 

@@ -68,6 +68,13 @@ def test_quick_run_writes_the_table(bench_e2e, tmp_path, shared_data):
     assert result["protocol"]["brain_R4"]["maps"].startswith("ESPIRiT on the")
     assert set(result["baseline_timing"]) == {"zero-filled", "CG-SENSE", "l1-wavelet"}
     assert all(isinstance(row["metrics"]["brain_R4"]["converged"], bool) for row in rows)
+    # the dense DEQ's equilibrium check on every test set (tol 1e-4 within 100 iterations vs 25 iterations)
+    assert set(result["equilibrium"]) == {"deq"}
+    for test in ("synthetic_R4", "brain_R4"):
+        check = result["equilibrium"]["deq"][test]
+        assert (check["tol"], check["max_iter"], check["early_iterations"]) == (1e-4, 100, 25)
+        assert len(check["psnr_early"]) == len(check["psnr_converged"]) == len(check["solver"]["status"]) == 1
+        assert isinstance(check["holds"], bool)
 
 
 def test_rejects_a_bad_ratio(bench_e2e):

@@ -558,3 +558,14 @@ def test_config_file_flags_and_overrides_reach_the_settings(tmp_path, monkeypatc
         assert cli_main(["recon", "--config", str(config), *extra]) == 2
         err = capsys.readouterr().err
         assert err.startswith("mbdlfast recon: error:") and err.count("\n") == 1 and message in err, err
+
+
+def test_added_noise_reaches_the_data_and_the_report(setup, tmp_path):
+    volume = setup / "data" / "synthetic_brain_000.h5"
+    assert recon(setup, tmp_path / "clean", data=volume) == 0
+    assert recon(setup, tmp_path / "noisy", "--noise-snr-db", "9", data=volume) == 0
+    clean = read_report(tmp_path / "clean" / "synthetic_brain_000.h5")
+    noisy = read_report(tmp_path / "noisy" / "synthetic_brain_000.h5")
+    assert clean["sampling"]["added_noise_snr_db"] is None and noisy["sampling"]["added_noise_snr_db"] == 9.0
+    zero_filled = [report["methods"][0] for report in (clean, noisy)]
+    assert zero_filled[0]["name"] == "zero-filled" and zero_filled[1]["mean"]["psnr"] < zero_filled[0]["mean"]["psnr"] - 1

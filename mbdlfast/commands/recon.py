@@ -33,7 +33,7 @@ error maps). In a folder, a volume that fails is reported and skipped and the ex
 
 settings: every flag sets one setting; --config (YAML) and key=value overrides use the same names:
 model, data, out, acceleration, center_fraction, seed, batch_size, validation, baselines,
-skip_existing, device, progress. Precedence: defaults < --config file < flags < key=value.
+skip_existing, noise_snr_db, device, progress. Precedence: defaults < --config file < flags < key=value.
 """
 
 
@@ -65,6 +65,8 @@ FLAGS = {
                     {"action": argparse.BooleanOptionalAction}),
     "--skip-existing": ("skip_existing", "leave volumes whose <out>/<name>.h5 exists (resume a batch)",
                         {"action": "store_true"}),
+    "--noise-snr-db": ("noise_snr_db", "add white Gaussian noise to the measured samples at this input SNR "
+                       "(e.g. 9, the seed's Table 3; default none)", {"metavar": "DB"}),
     "--device": ("device", "auto, cpu, cuda or cuda:N (default auto)"),
     "--progress": ("progress", "tqdm progress bar on rank 0 (default on)", {"action": argparse.BooleanOptionalAction}),
 }

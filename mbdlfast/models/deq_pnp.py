@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mbdlfast.deq import SOLVERS, DEQFixedPoint, accepted_kwargs
+from mbdlfast.deq import SOLVERS, DEQFixedPoint, accepted_kwargs, jacobian_frobenius
 from mbdlfast.models.channels import ComplexAdapter
 from mbdlfast.models.edsr import EDSR
 from mbdlfast.physics.sense import SenseOperator
@@ -69,3 +69,11 @@ class DEQ(nn.Module):
         out = equilibrium(AHy, physics, AHy)
         self.last_info = equilibrium.last_info
         return out
+
+    def jacobian_penalty(self, image: torch.Tensor, kspace: torch.Tensor, physics: SenseOperator, *,
+                         samples: int = 1) -> torch.Tensor:
+        """Hutchinson estimate of ‖J_T(image)‖²_F / d, differentiable in the parameters: the Jacobian
+        regulariser of training (``train.jacobian_weight``), evaluated at the reconstruction ``image``
+        (the equilibrium up to the solver's tolerance) of ``kspace``."""
+        AHy = physics.A_adjoint(kspace)
+        return jacobian_frobenius(lambda z: self.iteration(z, physics, AHy), image, samples=samples)

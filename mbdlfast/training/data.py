@@ -4,8 +4,9 @@ A :class:`TrainingSlices` item is built from one fully sampled slice, either fro
 generator (which knows the true image and maps) or from real volumes in any format ``recon`` reads,
 fastMRI h5, BART cfl or npy (:class:`mbdlfast.data.volumes.VolumeSlices`; maps estimated once per
 slice with ESPIRiT and cached in memory; the target is the coil combination Sᴴ·ifft2c(k) of the
-fully sampled data). Each slice gets its own 1D line mask, a deterministic function of
-``(seed, slice index)``, so a run is reproducible and every rank sees the same mask for a slice.
+fully sampled data). Each slice gets its own 1D line mask (at an R drawn from ``accelerations`` when
+given) and, with ``noise_snr_db``, its own added measurement noise: deterministic functions of
+``(seed, slice index)``, so a run is reproducible and every rank sees the same slice alike.
 With ``normalise`` both k-space and target are divided by max|Aᴴy| of the *undersampled* data, a
 scale available at test time too.
 
@@ -17,8 +18,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, fields
 
+import numpy as np
 import torch
 
+from mbdlfast.data.noise import add_measurement_noise
 from mbdlfast.data.synthetic import SyntheticMulticoilDataset
 from mbdlfast.data.volumes import VolumeSlices
 from mbdlfast.training.config import DataConfig
@@ -28,6 +31,8 @@ from mbdlfast.ops.fft import fft2c, ifft2c
 from mbdlfast.physics.sense import SenseOperator
 
 logger = logging.getLogger(__name__)
+
+NOISE_STREAM, ACCELERATION_STREAM = 1, 2  # seed-sequence tags: the added noise and the R draw are independent
 
 
 @dataclass
@@ -106,6 +111,13 @@ class TrainingSlices(torch.utils.data.Dataset):
             self.espirit_calls += 1
         return self._maps_cache[index]
 
+    def acceleration(self, index: int) -> int:
+        """Slice ``index``'s R: ``data.acceleration``, or drawn from ``data.accelerations``."""
+        choices = self.data.accelerations
+        if not choices:
+            return self.data.acceleration
+        return int(choices[np.random.default_rng([self.seed, index, ACCELERATION_STREAM]).integers(len(choices))])
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         sample = self.source[index]
         if self.data.source == "synthetic":
@@ -114,9 +126,12 @@ class TrainingSlices(torch.utils.data.Dataset):
             kspace = crop_coil_images(sample["kspace"], self.data.image_size)
             maps = self._estimated_maps(index, kspace)
             target = (maps.conj() * ifft2c(kspace)).sum(dim=0)
-        mask = line_mask(self.data.mask, kspace.shape[-1], self.data.acceleration, self.data.center_fraction,
+        mask = line_mask(self.data.mask, kspace.shape[-1], self.acceleration(index), self.data.center_fraction,
                          seed=(self.seed, index))
         undersampled = kspace * mask
+        if self.data.noise_snr_db is not None:
+            undersampled = add_measurement_noise(undersampled, self.data.noise_snr_db,
+                                                 seed=(self.seed, index, NOISE_STREAM))
         if self.data.normalise:
             zero_filled = SenseOperator(maps, mask).A_adjoint(undersampled.unsqueeze(0))
             scale = zero_filled.abs().max().clamp_min(torch.finfo(torch.float32).tiny)

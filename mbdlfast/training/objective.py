@@ -1,7 +1,7 @@
 """The Trainer's loss: ``objective(network, batch) -> loss``, a sum of terms on one reconstruction.
 
-Supervised training uses the one term here; fine-tuning adds its own (school, self-supervised, see
-:mod:`mbdlfast.finetune.modes`).
+Supervised training uses :class:`SupervisedTerm`; fine-tuning adds its own (school, self-supervised, see
+:mod:`mbdlfast.finetune.modes`); ``train.jacobian_weight`` adds :class:`JacobianTerm` to either.
 """
 from __future__ import annotations
 
@@ -25,6 +25,19 @@ class SupervisedTerm:
         return self.loss_fn(prediction, batch.target)
 
 
+class JacobianTerm:
+    """``weight`` · the Hutchinson estimate of ‖J_T‖²_F / d of a DEQ's iteration T at its
+    reconstruction (:func:`mbdlfast.deq.jacobian_frobenius`): keeps T contractive, so the fixed point
+    training shapes is one the solver reaches. Needs a model with ``jacobian_penalty`` (the DEQ)."""
+
+    def __init__(self, weight: float, samples: int = 1):
+        self.weight, self.samples = weight, samples
+
+    def __call__(self, prediction: torch.Tensor, network, batch: TrainingBatch) -> torch.Tensor:
+        return self.weight * network.model.jacobian_penalty(prediction, batch.kspace, batch.physics(),
+                                                            samples=self.samples)
+
+
 class Objective:
     """``objective(network, batch)``: the sum of ``terms`` on one reconstruction of the batch."""
 
@@ -36,6 +49,12 @@ class Objective:
     def __call__(self, network, batch: TrainingBatch) -> torch.Tensor:
         prediction = self.reconstruct(network, batch)
         return sum(term(prediction, network, batch) for term in self.terms.values())
+
+    def with_term(self, name: str, term: Callable) -> "Objective":
+        """This objective plus ``term`` under ``name``."""
+        if name in self.terms:
+            raise ValueError(f"{name}: the objective already has a term of this name")
+        return Objective(self.reconstruct, {**self.terms, name: term})
 
     def __repr__(self) -> str:
         return f"Objective({'+'.join(self.terms)})"

@@ -40,7 +40,7 @@ from mbdlfast.training.config import OptimConfig, TrainConfig
 from mbdlfast.training.data import TrainingBatch, TrainingSlices, collate_batch, split_train_val
 from mbdlfast.training.distributed import DistributedContext
 from mbdlfast.training.losses import loss_function
-from mbdlfast.training.objective import Objective, SupervisedTerm
+from mbdlfast.training.objective import JacobianTerm, Objective, SupervisedTerm
 from mbdlfast.training.registry import MODEL_REGISTRY, build_model, model_spec
 from mbdlfast.metrics import psnr_batch, ssim_batch
 from mbdlfast.outputs import check_writable
@@ -88,10 +88,11 @@ class TrainResult:
 
 
 class _UnderAutocast:
-    """``module`` called under ``autocast()``: what an objective gets as its network."""
+    """``module`` (the model, or its DDP wrapper) called under ``autocast()``: what an objective gets
+    as its network; ``model`` is the bare model, for terms that call its methods."""
 
-    def __init__(self, module: nn.Module, autocast):
-        self.module, self.autocast = module, autocast
+    def __init__(self, module: nn.Module, autocast, model: nn.Module):
+        self.module, self.autocast, self.model = module, autocast, model
 
     def __call__(self, *args, **kwargs):
         with self.autocast():
@@ -119,6 +120,11 @@ class Trainer:
         self.spec = model_spec(config.model.name)
         loss_fn = loss_function(self.spec.loss if config.train.loss == "auto" else config.train.loss)
         self.objective = objective or Objective(self.spec.reconstruct, {"supervised": SupervisedTerm(loss_fn)})
+        if config.train.jacobian_weight > 0:
+            if not isinstance(self.objective, Objective):
+                raise TypeError("objective: train.jacobian_weight > 0 needs an Objective to add its term to")
+            self.objective = self.objective.with_term(
+                "jacobian", JacobianTerm(config.train.jacobian_weight, config.train.jacobian_samples))
         self.initial_model, self.extra = model, dict(extra or {})
         self.amp = config.train.amp and self.device.type == "cuda"
 
@@ -189,7 +195,7 @@ class Trainer:
         self.network.train()
         for group in self.optimizer.param_groups:
             group["lr"] = scheduled_lr(self.config.train, step)
-        loss = self.objective(_UnderAutocast(self.network, self._autocast), batch)
+        loss = self.objective(_UnderAutocast(self.network, self._autocast, self.model), batch)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.config.train.grad_clip is not None:
