@@ -100,7 +100,7 @@ def test_training_slices_get_their_own_noise_and_acceleration():
 
 @pytest.mark.parametrize("overrides, message", [
     (["data.noise_snr_db=nan"], "data.noise_snr_db: expected a finite"),
-    (["data.accelerations=4,0"], "data.accelerations: expected integers >= 1"),
+    (["data.accelerations=4,0"], "data.accelerations: expected integers >= 1 or none"),
     (["data.source=.", "data.snr_db=20"], "use data.noise_snr_db"),
 ])
 def test_config_errors_name_the_noise_and_acceleration_settings(overrides, message):

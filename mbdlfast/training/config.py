@@ -72,7 +72,7 @@ class DataConfig:
     snr_db: float | None = 30.0
     family: str = "brain"
     acceleration: int = 4
-    accelerations: tuple[int, ...] = ()
+    accelerations: tuple[int, ...] | None = None
     noise_snr_db: float | None = None
     center_fraction: float = 0.08
     mask: str = "equispaced"
@@ -349,8 +349,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ValueError(f"data.{err}") from err
     _require(data.acceleration >= 1, f"data.acceleration: expected an integer >= 1, got {data.acceleration}")
     data.noise_snr_db = check_snr_db("data.noise_snr_db", data.noise_snr_db)
-    _require(all(r >= 1 for r in data.accelerations),
-             f"data.accelerations: expected integers >= 1, got {list(data.accelerations)}")
+    _require(data.accelerations is None or (len(data.accelerations) > 0 and all(r >= 1 for r in data.accelerations)),
+             f"data.accelerations: expected integers >= 1 or none, got {data.accelerations}")
     _require(data.source == "synthetic" or data.snr_db in (None, DataConfig.snr_db),
              f"data.snr_db: sets the synthetic generator's noise, not that of k-space from files "
              f"({data.source}); use data.noise_snr_db to add noise at an input SNR")
