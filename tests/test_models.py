@@ -20,6 +20,7 @@ from mbdlfast.models import (  # noqa: E402
     channels_to_complex,
     complex_to_channels,
 )
+from mbdlfast.models.varnet import center_band  # noqa: E402
 from mbdlfast.ops.fft import fft2c, ifft2c  # noqa: E402
 from mbdlfast.physics.sense import SenseOperator  # noqa: E402
 
@@ -158,6 +159,38 @@ def test_e2e_varnet_matches_fastmri(coils, height, width, per_sample_mask):
     for out in outputs:
         assert out.shape == (2, height, width) and out.dtype == torch.float32
         assert float((out - expected).norm() / expected.norm()) < 1e-5
+
+
+def fastmri_centre_count(mask: torch.Tensor) -> torch.Tensor:
+    """fastMRI's own centre-band width for (B,W) masks."""
+    reference = fastmri_models.varnet.SensitivityModel(chans=4, num_pools=2)
+    return reference.get_pad_and_num_low_freqs(mask.reshape(len(mask), 1, 1, -1, 1))[1]
+
+
+def test_centre_band_equals_fastmris_except_where_a_side_has_no_unsampled_column():
+    """The documented difference: fastMRI's argmin rule finds no unsampled column on a fully sampled
+    side and returns a 1-column band; ours keeps the whole sampled run there."""
+    width = 24
+    usual = torch.stack([line_mask(width, 3, 6), line_mask(width, 4, 4, offset=1), line_mask(width, 2, 1)])
+    assert torch.equal(center_band(usual)[1], fastmri_centre_count(usual))
+    full = torch.ones(2, width, dtype=torch.bool)
+    one_sided = line_mask(width, 4, 6).expand(1, width).clone()
+    one_sided[:, width // 2:] = True  # the right half fully sampled; the left keeps a run of 4
+    assert fastmri_centre_count(full).tolist() == [1, 1] and center_band(full)[1].tolist() == [width, width]
+    assert fastmri_centre_count(one_sided).tolist() == [1] and center_band(one_sided)[1].tolist() == [8]
+
+
+def test_e2e_varnet_matches_fastmri_on_a_fully_sampled_mask_given_its_centre_width():
+    reference = small_fastmri_varnet()
+    model = VarNet.from_fastmri(reference.state_dict())
+    y = undersampled_kspace(2, 3, 16, 16, torch.ones(2, 16, dtype=torch.bool))
+    fastmri_mask = torch.ones(2, 1, 1, 16, 1, dtype=torch.bool)
+    with torch.no_grad():
+        expected = reference(torch.view_as_real(y), fastmri_mask)
+        ours = model(y, sampling(y, torch.ones(16, dtype=torch.bool)), num_low_frequencies=1)
+        default = model(y, sampling(y, torch.ones(16, dtype=torch.bool)))
+    assert float((ours - expected).norm() / expected.norm()) < 1e-5
+    assert float((default - expected).norm() / expected.norm()) > 1e-3  # the whole k-space feeds the maps
 
 
 def test_e2e_varnet_gradients_match_fastmri():

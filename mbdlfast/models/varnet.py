@@ -47,6 +47,11 @@ def center_band(mask: torch.Tensor, num_low_frequencies=None) -> tuple[torch.Ten
     Without ``num_low_frequencies`` the width is twice the shorter run of sampled columns on either
     side of the centre column W//2 (at least 1), which keeps the band symmetric; an int or a (B,)
     tensor sets it explicitly. The band starts at (W − width + 1) // 2, as in fastMRI.
+
+    One difference from fastMRI's rule (its argmin finds the first unsampled column): where a side of
+    the centre has no unsampled column (a fully sampled mask, or one fully sampled half), fastMRI's
+    band is 1 column wide, ours is the whole sampled run. Pass ``num_low_frequencies=1`` to reproduce
+    fastMRI there (tests/test_models.py checks both).
     """
     batch_size, width = mask.shape
     if num_low_frequencies is None or (isinstance(num_low_frequencies, int) and num_low_frequencies == 0):
@@ -165,7 +170,9 @@ class VarNet(nn.Module):
         """A VarNet loaded from a ``fastmri.models.VarNet`` state_dict, with the same outputs.
 
         The architecture (cascades, chans, pools, sensitivity net) is read from the state_dict;
-        ``kwargs`` (e.g. ``output``, ``mask_center``) go to the constructor.
+        ``kwargs`` (e.g. ``output``, ``mask_center``) go to the constructor. Outputs equal fastMRI's
+        for masks with unsampled columns on both sides of the centre; see :func:`center_band` for
+        fully sampled or one-sided masks.
         """
         def unet_shape(prefix: str) -> tuple[int, int]:
             levels = {int(m.group(1)) for key in state_dict
