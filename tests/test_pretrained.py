@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mbdlfast import pretrained
-from mbdlfast.training.config import load_config
+from mbdlfast.training.config import DataConfig, load_config
 from mbdlfast.training.data import TrainingSlices, collate_batch
 from mbdlfast.training.registry import model_spec
 from mbdlfast.metrics import psnr_batch
@@ -46,7 +46,9 @@ def test_yaml_reproduces_the_stored_training_config(name):
     for key, value in stored.items():  # settings added to TrainConfig after training are not in the file
         assert ({k: config[key][k] for k in value} if isinstance(value, dict) else config[key]) == value, key
     assert stored["train"]["steps"] == pretrained.load_default(name).step
-    assert stored["data"] == asdict(pretrained.DEFAULT_DATA)
+    default_data = asdict(pretrained.DEFAULT_DATA)  # data settings added after training are at their defaults
+    assert stored["data"] == {key: default_data[key] for key in stored["data"]}
+    assert all(default_data[key] == getattr(DataConfig, key) for key in default_data.keys() - stored["data"].keys())
 
 
 @pytest.mark.parametrize("name", sorted(NAMES))
