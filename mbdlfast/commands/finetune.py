@@ -13,8 +13,14 @@ examples (from the repository root; the pruned files come from the 'mbdlfast pru
   mbdlfast finetune --student runs/deq_p50.pt --teacher deq --mode school --steps 5 --out runs/ft_shipped
   mbdlfast finetune --student runs/varnet_p30.pt --mode self_supervised --ei-weight 0.5 --steps 3 --out runs/ssl
   mbdlfast finetune --student runs/deq_p50.pt --teacher deq --mode supervised+school --lr 3e-4 --steps 3 --out runs/mix train.grad_clip=none
+  mbdlfast finetune --student deq --mode self_supervised --data ../shared/data/mri/sigpy-mri-tutorial/cartesian_ksp.npy --steps 1 --out runs/test_time data.val_fraction=0
 
 --student / --teacher: checkpoints, or the shipped weights by name (deq, varnet).
+
+--data: fully sampled volumes (undersampled retrospectively, as in training), or undersampled
+acquisitions alone for school / self_supervised (test-time tuning): each slice keeps the file's own
+1D or 2D sampling, maps come from the calibration square it keeps, and validation reports the data
+residual |M A x - y| / |y| (no ground truth; supervised is refused).
 
 modes: supervised (family loss against the ground truth), school (the same loss against the frozen
 teacher's reconstruction), self_supervised (L1 measurement consistency in k-space + equivariant

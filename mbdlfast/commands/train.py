@@ -32,7 +32,8 @@ Precedence: defaults < --config file < flags < key=value.
 FLAGS = {
     "--model": ("model.name", "network: deq, modl, varnet, e2e_varnet, edsr, dncnn (default deq)"),
     "--model-kwargs": ("model.kwargs", "constructor kwargs as a YAML/JSON mapping"),
-    "--data": ("data.source", "'synthetic', or fully sampled h5 / cfl / npy volumes: a file or folder (default synthetic)"),
+    "--data": ("data.source", "'synthetic', or h5 / cfl / npy volumes, a file or folder: fully sampled (undersampled "
+                         "acquisitions for finetune's school / self_supervised) (default synthetic)"),
     "--image-size": ("data.image_size", "synthetic image side / fastMRI centre crop (default 64)"),
     "--coils": ("data.num_coils", "synthetic coils (default 4)"),
     "--slices": ("data.num_slices", "synthetic slices (default 64)"),

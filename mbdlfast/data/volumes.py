@@ -120,6 +120,25 @@ def sampling_mask(sampled: torch.Tensor) -> torch.Tensor | None:
     return sampled
 
 
+def is_fully_sampled(path) -> bool:
+    """Whether the volume in ``path`` is fully sampled, as :func:`load_volume` decides, without loading
+    a whole fastMRI h5 file: one with a ``mask`` dataset is undersampled, else its first slice decides."""
+    path = Path(path)
+    if path.suffix != ".h5":
+        return load_volume(path).fully_sampled
+    with h5py.File(path, "r") as hf:
+        if "mask" in hf:
+            return False
+        if "kspace" not in hf or not isinstance(hf["kspace"], h5py.Dataset) or hf["kspace"].ndim not in (3, 4):
+            return load_volume(path).fully_sampled  # raises with the reason
+        first = np.asarray(hf["kspace"][0])
+    sampled = first != 0
+    sampled = torch.from_numpy(sampled.any(axis=0) if sampled.ndim == 3 else sampled)
+    if not sampled.any():  # an empty first slice says nothing
+        return load_volume(path).fully_sampled
+    return sampling_mask(sampled) is None
+
+
 def load_volumes(path) -> list[KspaceVolume]:
     """Every volume at ``path`` (a file or a folder), loaded in name order."""
     return [load_volume(file) for file in volume_files(path)]

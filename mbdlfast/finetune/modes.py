@@ -12,7 +12,11 @@ reconstruction). A mode names the terms, "+"-joined for sums ("supervised+school
     no ground truth: ``mc_weight`` · measurement consistency + ``ei_weight`` · equivariant imaging.
 
     * MC: L1 between A x̂ and the measured k-space y on the sampled locations only
-      (A = SenseOperator(batch.maps, batch.mask)); the unsampled zeros carry no information.
+      (A = SenseOperator(batch.maps, batch.mask)); the unsampled zeros carry no information. A
+      model that estimates its own coil maps (E2E-VarNet) is measured with those maps, not the
+      batch's ESPIRiT maps: its image is the combination with them, so only they make A x̂ its
+      prediction of y (and the MC gradient then trains its sensitivity network too). EI simulates
+      with them alike.
     * EI (Chen, Tachella & Davies, 2021): per sample a random non-identity rotation g; x_g = T_g x̂
       and every coil map rotated alike, y_g = A_g x_g with the rotated maps and the same mask, then
       the family's loss between f(y_g, maps_g, mask) and x_g. x_g is detached (a pseudo-label): the
@@ -29,6 +33,7 @@ reconstruction). A mode names the terms, "+"-joined for sums ("supervised+school
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -77,7 +82,7 @@ class SchoolTerm:
 
 def measurement_consistency(image: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
     """L1 between A·image and the measured k-space over the sampled k-space locations."""
-    sampled = batch.mask.bool().reshape(-1, 1, 1, batch.kspace.shape[-1]).expand_as(batch.kspace)
+    sampled = batch.sampled.bool().expand_as(batch.kspace)
     return l1_loss(batch.physics().A(image)[sampled], batch.kspace[sampled])
 
 
@@ -119,16 +124,25 @@ class SelfSupervisedTerm:
         """loss(f(A_g T_g x̂), T_g x̂) with x̂ detached."""
         group_elements = self.random_group_elements(batch)
         rotated_image = self.rotate(prediction.detach(), group_elements)
-        rotated_maps = self.rotate(batch.maps, group_elements)
-        rotated_kspace = SenseOperator(rotated_maps, batch.mask, mask_is_2d=False).A(rotated_image)
+        rotated_maps = self.rotate(batch.maps.detach(), group_elements)
+        rotated_kspace = SenseOperator(rotated_maps, batch.mask, mask_is_2d=batch.mask.dim() == 3).A(rotated_image)
         rotated_batch = TrainingBatch(kspace=rotated_kspace, mask=batch.mask, maps=rotated_maps, target=rotated_image)
         return self.loss_fn(self.reconstruct(network, rotated_batch), rotated_image)
+
+    @staticmethod
+    def measured_with_model_maps(network, batch: TrainingBatch) -> TrainingBatch:
+        """``batch`` with the coil maps of the model's own estimate where it makes one (E2E-VarNet)."""
+        model = getattr(network, "model", network)
+        if not getattr(model, "estimate_sens", False):
+            return batch
+        return dataclasses.replace(batch, maps=model.estimated_maps(batch.kspace, batch.physics()))
 
     def __call__(self, prediction: torch.Tensor, network, batch: TrainingBatch) -> torch.Tensor:
         if not prediction.is_complex():
             raise ValueError("mode: self_supervised needs a complex image reconstruction, but the model returns a "
                              "magnitude (a VarNet with output='rss'?); build it with output='image' (same weights)")
         prediction = prediction.to(torch.complex64)
+        batch = self.measured_with_model_maps(network, batch)
         loss = prediction.new_zeros((), dtype=torch.float32)
         if self.mc_weight:
             loss = loss + self.mc_weight * measurement_consistency(prediction, batch)

@@ -151,9 +151,7 @@ class VarNet(nn.Module):
         check_complex("masked_kspace", masked_kspace, physics.dtype)
         check_shape("masked_kspace", masked_kspace, (physics.batch_size, *physics.shape), "multicoil k-space (B,C,H,W)")
         if self.estimate_sens:
-            batch_size, _, height, width = masked_kspace.shape
-            mask = (physics.mask != 0).expand((batch_size, height, width) if physics.is_2d else (batch_size, width))
-            physics = physics.with_maps(self.sens_net(masked_kspace, mask, num_low_frequencies))
+            physics = physics.with_maps(self.estimated_maps(masked_kspace, physics, num_low_frequencies))
 
         kspace = masked_kspace
         for cascade in self.cascades:
@@ -164,6 +162,16 @@ class VarNet(nn.Module):
         if self.output == "image":
             return physics.reduce(kspace)
         return rss(ifft2c(kspace), dim=1)
+
+    def estimated_maps(self, masked_kspace: torch.Tensor, physics: SenseOperator,
+                       num_low_frequencies=None) -> torch.Tensor:
+        """The (B,C,H,W) coil maps the sensitivity network estimates from the k-space centre (E2E-VarNet
+        only): those of its reconstruction, so a loss on A·x̂ without ground truth needs them too."""
+        if not self.estimate_sens:
+            raise ValueError("estimate_sens: this VarNet takes its coil maps as input and estimates none")
+        batch_size, _, height, width = masked_kspace.shape
+        mask = (physics.mask != 0).expand((batch_size, height, width) if physics.is_2d else (batch_size, width))
+        return self.sens_net(masked_kspace, mask, num_low_frequencies)
 
     @classmethod
     def from_fastmri(cls, state_dict: dict, **kwargs) -> "VarNet":

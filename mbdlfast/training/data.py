@@ -10,8 +10,14 @@ given) and, with ``noise_snr_db``, its own added measurement noise: deterministi
 With ``normalise`` both k-space and target are divided by max|Aᴴy| of the *undersampled* data, a
 scale available at test time too.
 
-Batches are :class:`TrainingBatch`: kspace (B,C,H,W) masked, mask (B,W) bool, maps (B,C,H,W) and
-target (B,H,W), all complex64 except the mask.
+Undersampled acquisitions (a file or folder whose volumes are all undersampled, e.g. a test-time
+scan) give :class:`AcquiredSlices` instead, for fine-tuning without ground truth (school and
+self-supervised, as the seed prescribes for test-time tuning): every slice keeps its volume's own
+sampling, 1D lines or a 2D pattern, and is never re-undersampled; its maps come from the calibration
+square that sampling keeps; there is no target. :func:`training_slices` picks the class.
+
+Batches are :class:`TrainingBatch`: kspace (B,C,H,W) masked, mask (B,W) or (B,H,W) bool, maps
+(B,C,H,W) and target (B,H,W) or None, all complex64 except the mask.
 """
 from __future__ import annotations
 
@@ -23,7 +29,8 @@ import torch
 
 from mbdlfast.data.noise import add_measurement_noise
 from mbdlfast.data.synthetic import SyntheticMulticoilDataset
-from mbdlfast.data.volumes import VolumeSlices
+from mbdlfast.data.volumes import VolumeSlices, is_fully_sampled, load_volume, volume_files
+from mbdlfast.evaluation import calibration_maps
 from mbdlfast.training.config import DataConfig
 from mbdlfast.physics import masks
 from mbdlfast.physics import espirit
@@ -42,21 +49,30 @@ class TrainingBatch:
     kspace: torch.Tensor
     mask: torch.Tensor
     maps: torch.Tensor
-    target: torch.Tensor
+    target: torch.Tensor | None = None
+
+    def _map(self, function) -> "TrainingBatch":
+        return TrainingBatch(**{f.name: None if getattr(self, f.name) is None else function(getattr(self, f.name))
+                                for f in fields(self)})
 
     def to(self, device) -> "TrainingBatch":
-        return TrainingBatch(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
+        return self._map(lambda tensor: tensor.to(device, non_blocking=True))
 
     def pin_memory(self) -> "TrainingBatch":
         """Called by DataLoader(pin_memory=True), for asynchronous host-to-GPU copies."""
-        return TrainingBatch(**{f.name: getattr(self, f.name).pin_memory() for f in fields(self)})
+        return self._map(torch.Tensor.pin_memory)
 
     def __len__(self) -> int:
         return self.kspace.shape[0]
 
+    @property
+    def sampled(self) -> torch.Tensor:
+        """The mask broadcast against the (B,C,H,W) k-space: (B,1,1,W) lines or (B,1,H,W) 2D."""
+        return self.mask[:, None, None, :] if self.mask.dim() == 2 else self.mask[:, None]
+
     def physics(self) -> SenseOperator:
         """The batch's SENSE operator (validated here: build it once per batch)."""
-        return SenseOperator(self.maps, self.mask, mask_is_2d=False)
+        return SenseOperator(self.maps, self.mask, mask_is_2d=self.mask.dim() == 3)
 
 
 def line_mask(kind: str, num_cols: int, acceleration: int, center_fraction: float, seed) -> torch.Tensor:
@@ -88,6 +104,8 @@ class TrainingSlices(torch.utils.data.Dataset):
     ``groups[i]`` is the split unit of item ``i``: its volume for folders with several volumes, the
     slice itself otherwise. ``espirit_calls`` counts map estimations (one per slice).
     """
+
+    has_reference = True
 
     def __init__(self, data: DataConfig, seed: int = 0):
         self.data, self.seed = data, seed
@@ -139,8 +157,76 @@ class TrainingSlices(torch.utils.data.Dataset):
         return {"kspace": undersampled, "mask": mask, "maps": maps, "target": target}
 
 
+class AcquiredSlices(torch.utils.data.Dataset):
+    """Items from undersampled acquisitions at ``data.source`` (see the module docstring): kspace as
+    acquired (plus ``noise_snr_db`` noise on the measured samples), the volume's own mask, ESPIRiT
+    maps from the calibration square it keeps (estimated once per slice), no target. ``normalise``
+    divides by max|Aᴴy|, as for :class:`TrainingSlices`. The slices keep their acquired size (a crop
+    would change their sampling); the retrospective settings (acceleration, mask, center_fraction)
+    do not apply. ``groups``: as for :class:`TrainingSlices`."""
+
+    has_reference = False
+
+    def __init__(self, data: DataConfig, seed: int = 0):
+        self.data, self.seed = data, seed
+        self.espirit_calls = 0
+        self._maps_cache: dict[int, torch.Tensor] = {}
+        self.volumes = [load_volume(file) for file in volume_files(data.source)]
+        self.samples = [(v, s) for v, volume in enumerate(self.volumes) for s in range(volume.num_slices)]
+        self.groups = ([v for v, _ in self.samples] if len(self.volumes) > 1 else list(range(len(self.samples))))
+        logger.info("%s: %d undersampled slice(s) (%s) used with their own sampling at their acquired size; "
+                    "data.acceleration, data.mask, data.center_fraction and data.image_size do not apply",
+                    data.source, len(self.samples), ", ".join(sorted({v.sampling for v in self.volumes})))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _maps(self, index: int, kspace: torch.Tensor, mask: torch.Tensor, name: str) -> torch.Tensor:
+        if index not in self._maps_cache:
+            maps, _ = calibration_maps(kspace[None], mask, calib_width=self.data.calib_width, name=name)
+            self._maps_cache[index] = maps[0]
+            self.espirit_calls += 1
+        return self._maps_cache[index]
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        volume_index, slice_index = self.samples[index]
+        volume = self.volumes[volume_index]
+        kspace, mask = volume.kspace[slice_index], volume.mask
+        if self.data.noise_snr_db is not None:
+            kspace = add_measurement_noise(kspace, self.data.noise_snr_db, seed=(self.seed, index, NOISE_STREAM))
+        maps = self._maps(index, kspace, mask, f"{volume.name} slice {slice_index}")
+        if self.data.normalise:
+            zero_filled = SenseOperator(maps, mask, mask_is_2d=mask.dim() == 2).A_adjoint(kspace.unsqueeze(0))
+            kspace = kspace / zero_filled.abs().max().clamp_min(torch.finfo(torch.float32).tiny)
+        return {"kspace": kspace, "mask": mask, "maps": maps}
+
+
+def training_slices(data: DataConfig, seed: int = 0) -> TrainingSlices | AcquiredSlices:
+    """The dataset of ``data.source``: :class:`AcquiredSlices` when its volumes are undersampled,
+    else :class:`TrainingSlices`. ValueError naming ``data.source`` for a mix of the two."""
+    if data.source == "synthetic":
+        return TrainingSlices(data, seed)
+    files = volume_files(data.source)
+    undersampled = [file.name for file in files if not is_fully_sampled(file)]
+    if not undersampled:
+        return TrainingSlices(data, seed)
+    if len(undersampled) < len(files):
+        raise ValueError(f"data.source: {data.source} mixes undersampled volumes ({', '.join(undersampled)}) with "
+                         "fully sampled ones; train on one kind")
+    return AcquiredSlices(data, seed)
+
+
 def collate_batch(items: list[dict[str, torch.Tensor]]) -> TrainingBatch:
-    """Stack items into a :class:`TrainingBatch`."""
+    """Stack items into a :class:`TrainingBatch`; line masks become 2D when others in the batch are.
+    ValueError when the slices differ in shape."""
+    shapes = sorted({tuple(item["kspace"].shape) for item in items})
+    if len(shapes) > 1:
+        raise ValueError(f"data: one batch holds slices of shapes {shapes}; use train.batch_size=1 or volumes of "
+                         "one size")
+    if any(item["mask"].dim() == 2 for item in items):
+        height = shapes[0][-2]
+        items = [{**item, "mask": item["mask"].expand(height, -1) if item["mask"].dim() == 1 else item["mask"]}
+                 for item in items]
     return TrainingBatch(**{name: torch.stack([item[name] for item in items]) for name in items[0]})
 
 

@@ -18,6 +18,8 @@ LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class SupervisedTerm:
     """``loss(x̂, ground truth)``."""
 
+    needs_reference = True
+
     def __init__(self, loss_fn: LossFunction):
         self.loss_fn = loss_fn
 
@@ -49,6 +51,12 @@ class Objective:
     def __call__(self, network, batch: TrainingBatch) -> torch.Tensor:
         prediction = self.reconstruct(network, batch)
         return sum(term(prediction, network, batch) for term in self.terms.values())
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether a term needs the batch's ground truth (data without a fully sampled reference cannot
+        serve it)."""
+        return any(getattr(term, "needs_reference", False) for term in self.terms.values())
 
     def with_term(self, name: str, term: Callable) -> "Objective":
         """This objective plus ``term`` under ``name``."""

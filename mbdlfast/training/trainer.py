@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from mbdlfast.training.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from mbdlfast.training.config import OptimConfig, TrainConfig
-from mbdlfast.training.data import TrainingBatch, TrainingSlices, collate_batch, split_train_val
+from mbdlfast.training.data import TrainingBatch, collate_batch, split_train_val, training_slices
 from mbdlfast.training.distributed import DistributedContext
 from mbdlfast.training.losses import loss_function
 from mbdlfast.training.objective import JacobianTerm, Objective, SupervisedTerm
@@ -85,6 +85,12 @@ class TrainResult:
     history: list = field(default_factory=list)
     validation: dict | None = None
     checkpoint: Path | None = None
+
+
+def data_residual(image: torch.Tensor, batch: TrainingBatch) -> torch.Tensor:
+    """Per slice ‖M·A image − y‖ / ‖y‖ over the sampled k-space of ``batch``."""
+    residual = (batch.physics().A(image.to(batch.kspace.dtype)) - batch.kspace) * batch.sampled
+    return residual.flatten(1).norm(dim=1) / batch.kspace.flatten(1).norm(dim=1).clamp_min(torch.finfo(torch.float32).tiny)
 
 
 class _UnderAutocast:
@@ -166,7 +172,12 @@ class Trainer:
         self.network = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                                 else None) if self.context.distributed else self.model)
 
-        dataset = TrainingSlices(config.data, seed=config.seed)
+        dataset = training_slices(config.data, seed=config.seed)
+        self.has_reference = dataset.has_reference
+        if not self.has_reference and getattr(self.objective, "needs_reference", True):
+            raise ValueError(f"data.source: {config.data.source} holds undersampled acquisitions without a fully "
+                             f"sampled reference, but the objective {self.objective!r} needs ground truth; fine-tune "
+                             "with mode school or self_supervised instead")
         self.train_set, self.val_set = split_train_val(dataset, config.data.val_fraction, config.seed)
         self.sampler = DistributedSampler(self.train_set, num_replicas=self.context.world_size,
                                           rank=self.context.rank, shuffle=True, seed=config.seed, drop_last=True)
@@ -207,7 +218,9 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict | None:
-        """Mean PSNR and SSIM of the magnitude images over the validation split (all ranks together)."""
+        """Mean PSNR and SSIM of the magnitude images over the validation split (all ranks together).
+        Undersampled data without a reference give the mean relative data residual ‖M·A x̂ − y‖ / ‖y‖
+        instead (a consistency check, not a quality measure; None for magnitude-only models)."""
         if self.val_set is None:
             return None
         batch_size, limit = self.config.train.batch_size, self.config.train.val_batches
@@ -219,10 +232,15 @@ class Trainer:
             batch = collate_batch([self.val_set[i] for i in mine[start:start + batch_size]]).to(self.device)
             with self._autocast():
                 prediction = self.spec.reconstruct(self.model, batch)
-            gt, pred = batch.target.abs().float(), prediction.abs().float()
-            totals += torch.stack([psnr_batch(gt, pred).sum(), ssim_batch(gt, pred).sum(),
-                                   torch.tensor(float(len(batch)), device=self.device)]).double()
+            count = torch.tensor(float(len(batch)), device=self.device)
+            if self.has_reference:
+                gt, pred = batch.target.abs().float(), prediction.abs().float()
+                totals += torch.stack([psnr_batch(gt, pred).sum(), ssim_batch(gt, pred).sum(), count]).double()
+            elif prediction.is_complex():
+                totals += torch.stack([data_residual(prediction, batch).sum(), count.new_zeros(()), count]).double()
         self.context.all_reduce_sum(totals)
+        if not self.has_reference:
+            return {"val_data_residual": float(totals[0] / totals[2])} if totals[2] > 0 else None
         return {"val_psnr": float(totals[0] / totals[2]), "val_ssim": float(totals[1] / totals[2])}
 
     def _replica_fingerprints(self) -> list[list[float]]:
@@ -283,8 +301,8 @@ class Trainer:
                 validation = self.validate()
                 record.update(validation or {})
                 if self.context.is_main and validation:
-                    logger.info("step %d: validation PSNR %.2f dB, SSIM %.4f", step,
-                                validation["val_psnr"], validation["val_ssim"])
+                    logger.info("step %d: validation %s", step,
+                                ", ".join(f"{name[4:]} {value:.4g}" for name, value in validation.items()))
             self.history.append(record)
             progress.update(1)
             progress.set_postfix(loss=f"{loss:.4g}")
