@@ -4,7 +4,11 @@ For each model (DEQ-EDSR, VarNet, E2E-VarNet, MoDL): start from the shipped weig
 (:func:`mbdlfast.pretrained.load_default`) or, for models without them (or with ``--from-scratch``),
 train ``--train-steps`` steps on the synthetic generator; prune with :func:`mbdlfast.prune.prune_structured` at each ratio; fine-tune each
 pruned network in each tuning mode (:func:`mbdlfast.finetune.finetune`, the dense network is the
-school teacher); then evaluate and time it in two pipelines side by side:
+school teacher); ``scratch_self_supervised`` is the seed's comparison for self-supervised tuning: a
+network of the pruned one's size (a freshly initialised dense network pruned at the same ratio, so
+every layer has the same width) trained from scratch with the same self-supervised loss for the same
+steps, beside the pruned network fine-tuned self-supervised. Then evaluate and time every variant in
+two pipelines side by side:
 
 * ``baseline``  — :data:`mbdlfast.inference.BASELINE`: naive operator, fp32 eager, the public Anderson;
 * ``optimized`` — :data:`mbdlfast.inference.OPTIMIZED`: fused operators, our Anderson, channels_last,
@@ -53,7 +57,7 @@ from mbdlfast.evaluation import (  # noqa: E402
     prepare_slices, quality, solver_report,
 )
 from mbdlfast.figures import comparison_figure  # noqa: E402
-from mbdlfast.training import DataConfig, TrainConfig, Trainer
+from mbdlfast.training import DataConfig, TrainConfig, Trainer, build_model  # noqa: E402
 from mbdlfast.finetune import finetune  # noqa: E402
 from mbdlfast.training.config import LR_SCHEDULES, ModelConfig, OptimConfig  # noqa: E402
 from mbdlfast.training.data import line_mask  # noqa: E402
@@ -66,7 +70,8 @@ logger = logging.getLogger("bench_e2e")
 
 MODELS = ("deq", "varnet", "e2e_varnet", "modl")
 RATIOS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
-TUNINGS = ("none", "supervised", "school", "self_supervised")
+SCRATCH = "scratch_self_supervised"
+TUNINGS = ("none", "supervised", "school", "self_supervised", SCRATCH)
 PIPELINES = {"baseline": BASELINE, "optimized": OPTIMIZED}
 BRAIN = shared_data_path("mri", "auto-espirit", "brain_clean", must_exist=False)  # the held-out test brain
 BRAIN_VALIDATION = shared_data_path("mri", "espirit-brain-alias", "kspace.npy", must_exist=False)  # another subject
@@ -183,11 +188,27 @@ def variants(name: str, dense, model_kwargs: dict, args, train_data: DataConfig,
         pruned = dense if ratio == 0 else prune_structured(dense, call_args(guard_batch), ratio)
         for tuning in (("none",) if ratio == 0 else args.tunings):
             began = time.perf_counter()
+            start = scratch_of_size(name, model_kwargs, pruned, ratio, guard_batch, args) if tuning == SCRATCH else pruned
             model = pruned if tuning == "none" else finetune(
-                pruned, model_name=name, mode=tuning, teacher=dense, data=finetune_data, steps=args.finetune_steps,
-                lr=args.finetune_lr, schedule=args.finetune_schedule, warmup_steps=args.finetune_warmup, batch_size=args.batch_size, progress=args.progress, device=str(args.device),
-                seed=args.seed, model_kwargs=model_kwargs).model
+                start, model_name=name, mode="self_supervised" if tuning == SCRATCH else tuning, teacher=dense,
+                data=finetune_data, steps=args.finetune_steps, lr=args.finetune_lr, schedule=args.finetune_schedule,
+                warmup_steps=args.finetune_warmup, batch_size=args.batch_size, progress=args.progress,
+                device=str(args.device), seed=args.seed, model_kwargs=model_kwargs).model
             yield ratio, tuning, model.eval(), time.perf_counter() - began
+
+
+def scratch_of_size(name: str, model_kwargs: dict, pruned, ratio: float, guard_batch: EvaluationSlices, args):
+    """A freshly initialised ``name`` network pruned at ``ratio`` on the same device: every layer as wide
+    as in ``pruned`` (per-group pruning keeps the same count of channels whatever the weights)."""
+    from mbdlfast.prune import count_params, prune_structured
+
+    torch.manual_seed(args.seed + 1)
+    fresh = build_model(name, model_kwargs)[0].to(args.device)
+    scratch = prune_structured(fresh, call_args(guard_batch), ratio)
+    if count_params(scratch) != count_params(pruned):
+        raise RuntimeError(f"{name}: the from-scratch network has {count_params(scratch)} parameters, the pruned one "
+                           f"{count_params(pruned)}; the comparison needs equal sizes")
+    return scratch
 
 
 def evaluate_model(name: str, wrapper, batch: EvaluationSlices, chunk: int) -> tuple[dict, torch.Tensor]:
@@ -487,13 +508,13 @@ def main(argv=None) -> dict:
 def print_table(result: dict) -> None:
     """The networks' rows, then the classical baselines on the primary test set, timed alike."""
     rows = result["rows"]
-    print(f"{'model':11s} {'ratio':>5s} {'tuning':15s} {'pipeline':9s} {'tol':>7s} {'PSNR':>6s} {'SSIM':>6s} "
+    print(f"{'model':11s} {'ratio':>5s} {'tuning':23s} {'pipeline':9s} {'tol':>7s} {'PSNR':>6s} {'SSIM':>6s} "
           f"{'params':>9s} {'iters':>5s} {'conv':>4s} {'ms':>9s} {'x base':>6s} {'x opt':>6s}")
     for r in rows:
         tol = f"{r['tol']:.0e}" if r["tol"] is not None else "-"
         iters = str(r["iters"]) if r["iters"] is not None else "-"
         converged = "yes" if r["metrics"][result["primary_test"]]["converged"] else "no"
-        print(f"{r['model']:11s} {r['ratio']:5.2f} {r['tuning']:15s} {r['pipeline']:9s} {tol:>7s} {r['psnr']:6.2f} "
+        print(f"{r['model']:11s} {r['ratio']:5.2f} {r['tuning']:23s} {r['pipeline']:9s} {tol:>7s} {r['psnr']:6.2f} "
               f"{r['ssim']:6.4f} {r['params']:9d} {iters:>5s} {converged:>4s} {r['median_ms']:9.1f} "
               f"{r['speedup_vs_dense_baseline'] or float('nan'):6.2f} {r['speedup_vs_dense_optimized'] or float('nan'):6.2f}")
     primary = result["primary_test"]

@@ -80,3 +80,30 @@ def test_quick_run_writes_the_table(bench_e2e, tmp_path, shared_data):
 def test_rejects_a_bad_ratio(bench_e2e):
     with pytest.raises(SystemExit):
         bench_e2e.parse_args(["--ratios", "0.5", "1.0"])
+
+
+def test_the_self_supervised_comparison_trains_a_network_of_the_pruned_size_from_scratch(bench_e2e):
+    """The seed's comparison: beside the pruned network fine-tuned self-supervised, a freshly
+    initialised network of exactly its size trained with the same loss for the same steps."""
+    import argparse
+
+    import torch
+
+    from mbdlfast.prune import count_params
+    from mbdlfast.training import DataConfig, build_model
+
+    torch.manual_seed(0)
+    dense, kwargs = build_model("deq", {"prior_kwargs": {"n_resblocks": 1, "n_feats": 16},
+                                        "solver_kwargs": {"max_iter": 3}})
+    guard = bench_e2e.synthetic_batch(16, 2, 1, 4, 0, 0.25)
+    args = argparse.Namespace(seed=0, device="cpu", ratios=[0.0, 0.5], tunings=["self_supervised", bench_e2e.SCRATCH],
+                              finetune_family=None, finetune_steps=1, finetune_lr=1e-3, finetune_schedule="constant",
+                              finetune_warmup=0, batch_size=1, progress=False)
+    data = DataConfig(image_size=16, num_coils=2, num_slices=2, val_fraction=0.5, center_fraction=0.25)
+    variants = {(ratio, tuning): model for ratio, tuning, model, _ in bench_e2e.variants("deq", dense, kwargs, args,
+                                                                                          data, guard)}
+    assert set(variants) == {(0.0, "none"), (0.5, "self_supervised"), (0.5, bench_e2e.SCRATCH)}
+    tuned, scratch = variants[(0.5, "self_supervised")], variants[(0.5, bench_e2e.SCRATCH)]
+    assert count_params(scratch) == count_params(tuned) < count_params(dense)
+    assert [p.shape for p in scratch.parameters()] == [p.shape for p in tuned.parameters()]
+    assert all(not torch.equal(a, b) for a, b in zip(scratch.parameters(), tuned.parameters()) if a.numel() > 1)
