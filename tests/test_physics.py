@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from mbdlfast.physics.blur import BlurDownsample
 from mbdlfast.physics.linalg import adjointness_error, cg_sense
 from mbdlfast.physics.linear import ComposedPhysics, LinearPhysics
 from mbdlfast.physics.sense import SenseOperator
@@ -56,14 +57,24 @@ def operators() -> dict[str, LinearPhysics]:
         "sense 1 coil": SenseOperator(crandn(1, H, W), lines()),
         "sense after with_maps": SenseOperator(None, lines(), kspace_shape=(C, H, W)).with_maps(maps),
         "composition": SenseOperator(maps, pattern()) @ PhaseModulation(torch.rand(H, W, dtype=torch.float64)),
+        "blur-downsample x2": BlurDownsample(torch.rand(5, 3, dtype=torch.float64), 2),
+        "blur-downsample x3 per-sample": BlurDownsample(torch.rand(B, 7, 5, dtype=torch.float64), 3),
+        "blur only": BlurDownsample(torch.rand(3, 3, dtype=torch.float64), 1),
     }
+
+
+def example_input(name: str) -> torch.Tensor:
+    """An input of operator ``name``: complex (B,H,W) images for SENSE, real (B,3,12,18) for blur."""
+    if name.startswith("blur"):
+        return torch.randn(B, 3, 12, 18, dtype=torch.float64)
+    return crandn(B, H, W)
 
 
 @pytest.mark.parametrize("name", list(operators()))
 def test_every_physics_is_adjoint_and_its_normal_map_is_AHA(name):
     op = operators()[name]
-    x = crandn(B, H, W)
-    y = crandn(*op.A(x).shape)
+    x = example_input(name)
+    y = torch.randn_like(op.A(x))
     assert adjointness_error(op.A, op.A_adjoint, x, y) <= 1e-12
     torch.testing.assert_close(op.A_adjoint_A(x), op.A_adjoint(op.A(x)), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(op(x), op.A(x))
