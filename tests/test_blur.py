@@ -203,3 +203,36 @@ def test_load_kernels_refuses_bad_files_with_the_reason(tmp_path):
         load_kernels(tmp_path / "two.mat", key="c")
     with pytest.raises(ValueError, match="is not a file"):
         load_kernels(tmp_path / "missing.npy")
+
+
+def dense_matrix(op: BlurDownsample, channels: int, height: int, width: int) -> torch.Tensor:
+    """A as a matrix on one sample's flattened (C,H,W) image."""
+    basis = torch.eye(channels * height * width, dtype=torch.float64).reshape(-1, channels, height, width)
+    return op.A(basis).reshape(basis.shape[0], -1).T
+
+
+@pytest.mark.parametrize("scale,height,width", [(1, 6, 8), (2, 8, 6), (3, 9, 6), (4, 8, 8)])
+def test_data_step_is_the_exact_regularised_least_squares_solution(scale, height, width):
+    generator = torch.Generator().manual_seed(scale)
+    kernel = torch.rand(3, 5, dtype=torch.float64, generator=generator)
+    op = BlurDownsample(kernel, scale)
+    z = torch.rand(2, 2, height, width, dtype=torch.float64, generator=generator)
+    y = torch.rand(2, 2, height // scale, width // scale, dtype=torch.float64, generator=generator)
+    alpha = torch.tensor([0.05, 0.7], dtype=torch.float64)
+    matrix = dense_matrix(op, 1, height, width)  # channels are independent
+    for b in range(2):
+        for c in range(2):
+            normal = matrix.T @ matrix + alpha[b] * torch.eye(height * width, dtype=torch.float64)
+            expected = torch.linalg.solve(normal, matrix.T @ y[b, c].flatten() + alpha[b] * z[b, c].flatten())
+            torch.testing.assert_close(op.data_step(z, y, alpha)[b, c].flatten(), expected, rtol=1e-9, atol=1e-10)
+    per_sample = BlurDownsample(torch.stack([kernel, kernel.flip(0)]), scale)
+    stepped = per_sample.data_step(z, y, 0.3)
+    torch.testing.assert_close(stepped[1:], BlurDownsample(kernel.flip(0), scale).data_step(z[1:], y[1:], 0.3))
+
+
+def test_data_step_checks_the_measurement_size():
+    op = BlurDownsample(torch.ones(3, 3, dtype=torch.float64), 2)
+    with pytest.raises(ValueError, match="y: expected \\(1, 1\\) images of 4x4"):
+        op.data_step(torch.ones(1, 1, 8, 8, dtype=torch.float64), torch.ones(1, 1, 3, 4, dtype=torch.float64), 0.1)
+    with pytest.raises(ValueError, match="alpha: expected a finite number > 0"):
+        op.data_step(torch.ones(1, 1, 8, 8, dtype=torch.float64), torch.ones(1, 1, 4, 4, dtype=torch.float64), 0.0)
