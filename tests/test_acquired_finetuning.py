@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from mbdlfast.cli import main as cli_main
 from mbdlfast.data.synthetic import SyntheticMulticoil
-from mbdlfast.data.volumes import is_fully_sampled, load_volume
+from mbdlfast.data.volumes import h5_is_fully_sampled, load_volume
 from mbdlfast.finetune import finetune
 from mbdlfast.finetune.modes import SelfSupervisedTerm, measurement_consistency
 from mbdlfast.training import DataConfig, ModelConfig, OptimConfig, TrainConfig, build_model, collate_batch, train
@@ -83,9 +82,22 @@ def test_acquired_maps_come_from_the_calibration_square_the_mask_keeps(tmp_path)
 def test_a_folder_mixing_fully_sampled_and_undersampled_volumes_is_refused(tmp_path):
     write_acquisition(tmp_path / "a.npy", line_mask())
     write_acquisition(tmp_path / "b.npy", torch.ones(SIZE, dtype=torch.bool))
-    assert not is_fully_sampled(tmp_path / "a.npy") and is_fully_sampled(tmp_path / "b.npy")
     with pytest.raises(ValueError, match="data.source.*mixes undersampled volumes \\(a.npy\\)"):
         training_slices(acquired_data(tmp_path))
+
+
+def test_npy_volumes_are_read_once_to_choose_and_build_the_dataset(tmp_path, monkeypatch):
+    import mbdlfast.data.volumes as volumes
+
+    for name, mask in (("acquired.npy", line_mask()), ("full.npy", torch.ones(SIZE, dtype=torch.bool))):
+        path = write_acquisition(tmp_path / name, mask)
+        reads = []
+        original = volumes.load_volume
+        monkeypatch.setattr(volumes, "load_volume", lambda file, original=original: reads.append(file) or original(file))
+        monkeypatch.setattr("mbdlfast.training.data.load_volume", volumes.load_volume)
+        training_slices(acquired_data(path, image_size=16))
+        assert reads == [path]
+        monkeypatch.undo()
 
 
 def test_fully_sampled_files_still_give_training_slices(tmp_path):
@@ -103,8 +115,8 @@ def test_h5_sampling_is_read_from_its_mask_or_first_slice(tmp_path):
         hf["mask"] = line_mask().numpy()
     with h5py.File(tmp_path / "zeros.h5", "w") as hf:
         hf["kspace"] = kspace * line_mask().numpy()
-    assert is_fully_sampled(tmp_path / "full.h5")
-    assert not is_fully_sampled(tmp_path / "masked.h5") and not is_fully_sampled(tmp_path / "zeros.h5")
+    assert h5_is_fully_sampled(tmp_path / "full.h5")
+    assert not h5_is_fully_sampled(tmp_path / "masked.h5") and not h5_is_fully_sampled(tmp_path / "zeros.h5")
 
 
 def test_batches_of_line_and_2d_masks_collate_to_2d_and_sizes_must_agree(tmp_path):
@@ -144,15 +156,6 @@ def test_supervised_training_on_acquisitions_is_refused_with_the_alternatives(tm
                          train=OptimConfig(steps=1, progress=False), out=str(tmp_path / "train"))
     with pytest.raises(ValueError, match="undersampled acquisitions"):
         train(config)
-
-
-def test_finetune_command_tunes_the_shipped_deq_on_the_real_poisson_disc_scan(tmp_path, shared_data):
-    """Test-time tuning from the command line on SigPy's undersampled brain, with its own 2D mask."""
-    path = shared_data / "mri" / "sigpy-mri-tutorial" / "cartesian_ksp.npy"
-    out = tmp_path / "tuned"
-    assert cli_main(["finetune", "--student", "deq", "--mode", "self_supervised", "--data", str(path),
-                     "--steps", "1", "--out", str(out), "--no-progress", "data.val_fraction=0"]) == 0
-    assert (out / "checkpoint.pt").is_file()
 
 
 def e2e_batch(tmp_path):

@@ -120,19 +120,14 @@ def sampling_mask(sampled: torch.Tensor) -> torch.Tensor | None:
     return sampled
 
 
-def is_fully_sampled(path) -> bool:
-    """Whether the volume in ``path`` is fully sampled, as :func:`load_volume` decides, without loading
-    a whole fastMRI h5 file: one with a ``mask`` dataset is undersampled, else its first slice decides."""
-    path = Path(path)
-    if path.suffix != ".h5":
-        return load_volume(path).fully_sampled
+def h5_is_fully_sampled(path) -> bool:
+    """Whether the fastMRI h5 volume in ``path`` is fully sampled, as :func:`load_volume` decides, from
+    its first slice rather than the whole file: one with a ``mask`` dataset is undersampled."""
     with h5py.File(path, "r") as hf:
-        if "mask" in hf:
-            return False
-        if "kspace" not in hf or not isinstance(hf["kspace"], h5py.Dataset) or hf["kspace"].ndim not in (3, 4):
-            return load_volume(path).fully_sampled  # raises with the reason
-        first = np.asarray(hf["kspace"][0])
-    sampled = first != 0
+        readable = "kspace" in hf and isinstance(hf["kspace"], h5py.Dataset) and hf["kspace"].ndim in (3, 4)
+        if "mask" in hf or not readable:
+            return "mask" not in hf and load_volume(path).fully_sampled  # an unreadable one raises with the reason
+        sampled = np.asarray(hf["kspace"][0]) != 0
     sampled = torch.from_numpy(sampled.any(axis=0) if sampled.ndim == 3 else sampled)
     if not sampled.any():  # an empty first slice says nothing
         return load_volume(path).fully_sampled
@@ -154,7 +149,9 @@ class VolumeSlices(torch.utils.data.Dataset):
     naming the file): supervised training needs the fully sampled data.
     """
 
-    def __init__(self, path):
+    def __init__(self, path, loaded: dict[Path, KspaceVolume] | None = None):
+        """``loaded``: cfl / npy volumes already read (by file), so they are not read again."""
+        loaded = loaded or {}
         files = volume_files(path)
         h5_files = [file for file in files if file.suffix == ".h5"]
         for file in h5_files:
@@ -173,7 +170,7 @@ class VolumeSlices(torch.utils.data.Dataset):
                 count = next(volume.num_slices for volume in self._h5.volumes if volume.path == file)
                 self._where += [("h5", next(h5_slices)) for _ in range(count)]
             else:
-                volume = load_volume(file)
+                volume = loaded.get(file) or load_volume(file)
                 if not volume.fully_sampled:
                     raise ValueError(f"data: {file} is undersampled ({volume.sampling}); training needs fully "
                                      "sampled k-space")

@@ -12,6 +12,6 @@ from mbdlfast.physics.linalg import adjointness_error, cg_sense, conjugate_gradi
 from mbdlfast.physics.sense import SenseOperator
 
 __all__ = [
-    "BlurDownsample", "SenseOperator", "blur_kernels", "adjointness_error", "cg_sense", "conjugate_gradient", "espirit", "fft2c", "fftc", "ifft2c",
-    "ifftc", "masks", "power_iteration", "rss", "simulate_coil_maps",
+    "BlurDownsample", "SenseOperator", "adjointness_error", "blur_kernels", "cg_sense", "conjugate_gradient", "espirit",
+    "fft2c", "fftc", "ifft2c", "ifftc", "masks", "power_iteration", "rss", "simulate_coil_maps",
 ]

@@ -29,7 +29,7 @@ import torch
 
 from mbdlfast.data.noise import add_measurement_noise
 from mbdlfast.data.synthetic import SyntheticMulticoilDataset
-from mbdlfast.data.volumes import VolumeSlices, is_fully_sampled, load_volume, volume_files
+from mbdlfast.data.volumes import VolumeSlices, h5_is_fully_sampled, load_volume, volume_files
 from mbdlfast.evaluation import calibration_maps
 from mbdlfast.training.config import DataConfig
 from mbdlfast.physics import masks
@@ -107,7 +107,7 @@ class TrainingSlices(torch.utils.data.Dataset):
 
     has_reference = True
 
-    def __init__(self, data: DataConfig, seed: int = 0):
+    def __init__(self, data: DataConfig, seed: int = 0, loaded: dict | None = None):
         self.data, self.seed = data, seed
         self.espirit_calls = 0
         self._maps_cache: dict[int, torch.Tensor] = {}
@@ -116,7 +116,7 @@ class TrainingSlices(torch.utils.data.Dataset):
                                                     snr_db=data.snr_db, seed=seed, family=data.family)
             self.groups = list(range(len(self.source)))
         else:
-            self.source = VolumeSlices(data.source)
+            self.source = VolumeSlices(data.source, loaded)
             volumes = [volume for volume, _ in self.source.samples]
             self.groups = volumes if len(set(volumes)) > 1 else list(range(len(volumes)))
 
@@ -163,15 +163,16 @@ class AcquiredSlices(torch.utils.data.Dataset):
     maps from the calibration square it keeps (estimated once per slice), no target. ``normalise``
     divides by max|Aᴴy|, as for :class:`TrainingSlices`. The slices keep their acquired size (a crop
     would change their sampling); the retrospective settings (acceleration, mask, center_fraction)
-    do not apply. ``groups``: as for :class:`TrainingSlices`."""
+    do not apply. ``groups``: as for :class:`TrainingSlices`; ``loaded``: volumes already read, by file."""
 
     has_reference = False
 
-    def __init__(self, data: DataConfig, seed: int = 0):
+    def __init__(self, data: DataConfig, seed: int = 0, loaded: dict | None = None):
         self.data, self.seed = data, seed
         self.espirit_calls = 0
         self._maps_cache: dict[int, torch.Tensor] = {}
-        self.volumes = [load_volume(file) for file in volume_files(data.source)]
+        loaded = loaded or {}
+        self.volumes = [loaded.get(file) or load_volume(file) for file in volume_files(data.source)]
         self.samples = [(v, s) for v, volume in enumerate(self.volumes) for s in range(volume.num_slices)]
         self.groups = ([v for v, _ in self.samples] if len(self.volumes) > 1 else list(range(len(self.samples))))
         logger.info("%s: %d undersampled slice(s) (%s) used with their own sampling at their acquired size; "
@@ -203,17 +204,20 @@ class AcquiredSlices(torch.utils.data.Dataset):
 
 def training_slices(data: DataConfig, seed: int = 0) -> TrainingSlices | AcquiredSlices:
     """The dataset of ``data.source``: :class:`AcquiredSlices` when its volumes are undersampled,
-    else :class:`TrainingSlices`. ValueError naming ``data.source`` for a mix of the two."""
+    else :class:`TrainingSlices`. ValueError naming ``data.source`` for a mix of the two. cfl / npy
+    volumes are read once, here, and handed on; h5 files are judged by their first slice."""
     if data.source == "synthetic":
         return TrainingSlices(data, seed)
     files = volume_files(data.source)
-    undersampled = [file.name for file in files if not is_fully_sampled(file)]
+    loaded: dict = {file: load_volume(file) for file in files if file.suffix != ".h5"}
+    undersampled = [file.name for file in files
+                    if not (loaded[file].fully_sampled if file in loaded else h5_is_fully_sampled(file))]
     if not undersampled:
-        return TrainingSlices(data, seed)
+        return TrainingSlices(data, seed, loaded)
     if len(undersampled) < len(files):
         raise ValueError(f"data.source: {data.source} mixes undersampled volumes ({', '.join(undersampled)}) with "
                          "fully sampled ones; train on one kind")
-    return AcquiredSlices(data, seed)
+    return AcquiredSlices(data, seed, loaded)
 
 
 def collate_batch(items: list[dict[str, torch.Tensor]]) -> TrainingBatch:
