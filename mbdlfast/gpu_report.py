@@ -79,6 +79,12 @@ def _cases(height: int, width: int, precisions: tuple[str, ...]) -> list[tuple[s
         ("anderson_mix", f"m={HISTORY}", single,
          lambda: mix_launch(hist, hist, alpha, flags, flags, state, 0, 1, HISTORY, 1.0), (2 * HISTORY + 3) * image),
     ]
+    colour, otf, weights = _meta(1, 3, height, width), _meta(1, height, width), _meta(1, dtype=torch.float32)
+    for scale in (2, 4):
+        # F z, F A^H y in (the transfer function once per channel); X out
+        cases.append(("sr_data_solve", f"s={scale}", f"1x3x{height}x{width}",
+                      lambda scale=scale: lib.sr_data_solve_launch(colour, colour, otf, weights, scale)[0],
+                      3 * 3 * image + 3 * image))
     return cases
 
 

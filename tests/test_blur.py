@@ -232,7 +232,7 @@ def test_data_step_is_the_exact_regularised_least_squares_solution(scale, height
 
 def test_data_step_checks_the_measurement_size():
     op = BlurDownsample(torch.ones(3, 3, dtype=torch.float64), 2)
-    with pytest.raises(ValueError, match="y: expected \\(1, 1\\) images of 4x4"):
+    with pytest.raises(ValueError, match="z: expected real images of shape \\(1, 1, 6, 8\\) \\(y's size times scale=2\\)"):
         op.data_step(torch.ones(1, 1, 8, 8, dtype=torch.float64), torch.ones(1, 1, 3, 4, dtype=torch.float64), 0.1)
     with pytest.raises(ValueError, match="alpha: expected a finite number > 0"):
         op.data_step(torch.ones(1, 1, 8, 8, dtype=torch.float64), torch.ones(1, 1, 4, 4, dtype=torch.float64), 0.0)

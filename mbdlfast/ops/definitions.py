@@ -1,4 +1,4 @@
-"""The public SENSE ops, each defined once: its ``torch.library`` schema (``mbdlfast::<op>``), fake
+"""The public ops (SENSE, and super-resolution's data step), each defined once: its ``torch.library`` schema (``mbdlfast::<op>``), fake
 kernel, one autograd formula and the Python function users call.
 
 An op's implementation asks the dispatcher (:mod:`mbdlfast.ops.dispatch`) for the forward kernel
@@ -48,6 +48,7 @@ _CASES = {
     "soft_kspace_dc": lambda k, y, mask, lam, is_2d: _case("soft_kspace_dc", k, k, is_2d, lam),
     "sense_forward_compact": lambda x, maps, columns: _case("sense_forward_compact", x, maps, False),
     "sense_adjoint_compact": lambda yc, maps, columns: _case("sense_adjoint_compact", yc, maps, False),
+    "sr_data_solve": lambda fz, fay, otf, alpha, scale: _case("sr_data_solve", fz, fz),
 }
 
 
@@ -309,6 +310,44 @@ _sense_forward_compact.register_autograd(_sense_forward_compact_backward, setup_
 _sense_adjoint_compact.register_autograd(_sense_adjoint_compact_backward, setup_context=_save_inputs)
 
 
+# ------------------------------------------------------------------- super-resolution's data step
+
+
+@torch.library.custom_op("mbdlfast::sr_data_solve", mutates_args=())
+def _sr_data_solve(fz: Tensor, fay: Tensor, otf: Tensor, alpha: Tensor, scale: int, backend: str) -> Tensor:
+    return _run("sr_data_solve", backend, fz, fay, otf, alpha, scale)
+
+
+@_sr_data_solve.register_fake
+def _(fz, fay, otf, alpha, scale, backend):
+    return torch.empty_like(fz)
+
+
+def _sr_data_solve_backward(ctx, grad):
+    fz, fay, otf, alpha, out = ctx.saved_tensors
+    scale, backend = ctx.flags
+    if ctx.needs_input_grad[2]:
+        raise RuntimeError("otf: sr_data_solve has no gradient for the blur kernel's transfer function (a given, "
+                           "as in USRNet); pass it detached")
+    # out = N (fay + α fz) with N = (K̄⟨K·⟩ + α)⁻¹ self-adjoint: ∂fay = N g, ∂fz = α N g, and
+    # ∂out/∂α = N (fz − out), so ∂α = Re Σ conj(N g)·(fz − out) per sample.
+    through = _sr_data_solve(torch.zeros_like(grad), grad, otf, alpha, scale, backend)
+    grad_fz = alpha.reshape(-1, 1, 1, 1) * through if ctx.needs_input_grad[0] else None
+    grad_fay = through if ctx.needs_input_grad[1] else None
+    grad_alpha = None
+    if ctx.needs_input_grad[3]:
+        grad_alpha = (through.conj() * (fz - out)).real.sum(dim=(1, 2, 3)).to(alpha.dtype)
+    return grad_fz, grad_fay, None, grad_alpha, None, None
+
+
+def _save_inputs_and_output(ctx, inputs, output):
+    ctx.save_for_backward(*(value for value in inputs if isinstance(value, Tensor)), output)
+    ctx.flags = tuple(value for value in inputs if not isinstance(value, Tensor))
+
+
+_sr_data_solve.register_autograd(_sr_data_solve_backward, setup_context=_save_inputs_and_output)
+
+
 # ------------------------------------------------------------------- argument checks and the API
 
 
@@ -449,18 +488,42 @@ def _prepare_sense_adjoint_compact(yc, maps, columns):
     return yc, maps4, columns
 
 
+def _prepare_sr_data_solve(fz, fay, otf, alpha, scale):
+    fz = check.check_complex("fz", fz)
+    check.check_ndim("fz", fz, (4,), "a (B,C,H,W) image spectrum")
+    check.check_complex("fay", fay, fz.dtype)
+    check.check_shape("fay", fay, tuple(fz.shape), "the spectrum layout (B,C,H,W) of fz")
+    check.check_complex("otf", otf, fz.dtype)
+    batch, _, height, width = fz.shape
+    check.check_ndim("otf", otf, (2, 3), "a transfer function (H,W) or (B,H,W)")
+    otf = otf.unsqueeze(0) if otf.dim() == 2 else otf
+    if tuple(otf.shape[1:]) != (height, width) or otf.shape[0] not in (1, batch):
+        raise ValueError(f"otf: expected ({height},{width}) or (1|{batch},{height},{width}), got {tuple(otf.shape)}")
+    scale = check.check_int("scale", scale, minimum=1)
+    if height % scale or width % scale:
+        raise ValueError(f"scale: {scale} does not divide the {height}x{width} spectrum")
+    alpha = _scalar("alpha", alpha, fz) if isinstance(alpha, numbers.Number) else check.check_tensor("alpha", alpha)
+    if alpha.is_complex() or not alpha.is_floating_point() or alpha.numel() not in (1, batch):
+        raise ValueError(f"alpha: expected a number or a real tensor of 1 or {batch} values, "
+                         f"got {alpha.dtype} of shape {tuple(alpha.shape)}")
+    check.check_same_device(fz=fz, fay=fay, otf=otf, alpha=alpha)
+    alpha = alpha.to(real_dtype(fz.dtype)).reshape(-1).expand(batch)
+    return fz, fay, otf, alpha, scale
+
+
 # Each public op: its argument checks (the user's arguments to the schema's) and its custom op.
 _PREPARE = {
     "coil_expand": _prepare_coil_expand, "coil_reduce": _prepare_coil_reduce,
     "sense_forward": _prepare_image_op, "sense_adjoint": _prepare_sense_adjoint, "sense_normal": _prepare_image_op,
     "dc_gradient_step": _prepare_dc_gradient_step, "soft_kspace_dc": _prepare_soft_kspace_dc,
     "sense_forward_compact": _prepare_sense_forward_compact, "sense_adjoint_compact": _prepare_sense_adjoint_compact,
+    "sr_data_solve": _prepare_sr_data_solve,
 }
 _CUSTOM_OPS = {
     "coil_expand": _coil_expand, "coil_reduce": _coil_reduce, "sense_forward": _sense_forward,
     "sense_adjoint": _sense_adjoint, "sense_normal": _sense_normal, "dc_gradient_step": _dc_gradient_step,
     "soft_kspace_dc": _soft_kspace_dc, "sense_forward_compact": _sense_forward_compact,
-    "sense_adjoint_compact": _sense_adjoint_compact,
+    "sense_adjoint_compact": _sense_adjoint_compact, "sr_data_solve": _sr_data_solve,
 }
 
 
@@ -511,6 +574,13 @@ def sense_forward_compact(x, maps, columns, *, backend=None):
 def sense_adjoint_compact(yc, maps, columns, *, backend=None):
     """A^H of compact (B,C,H,n_s) k-space."""
     return _call("sense_adjoint_compact", backend, yc, maps, columns)
+
+
+def sr_data_solve(fz, fay, otf, alpha, scale, *, backend=None):
+    """The spectrum of USRNet's data step argmin_x ‖(k ⊛ x)↓s − y‖² + α‖x − z‖² from F z and F Aᴴy
+    (B,C,H,W), the kernel's full-spectrum transfer function (H,W) or (B,H,W), α a number or (B,)
+    and the scale s (:func:`mbdlfast.ops.reference.sr_data_solve`); differentiable in fz, fay and α."""
+    return _call("sr_data_solve", backend, fz, fay, otf, alpha, scale)
 
 
 def explain(op: str, *args, backend: str | None = None) -> dispatch.Decision:

@@ -62,3 +62,26 @@ def sense_forward_compact(x: torch.Tensor, maps: torch.Tensor, columns: torch.Te
 def sense_adjoint_compact(yc: torch.Tensor, maps: torch.Tensor, columns: torch.Tensor) -> torch.Tensor:
     """A^H of compact k-space (B,C,H,n_s)."""
     return coil_reduce(ifft2c(from_compact(yc, columns, maps.shape[-1])), maps)
+
+
+def alias_mean(spectrum: torch.Tensor, scale: int) -> torch.Tensor:
+    """The mean of each frequency's scale² aliases (ω + (aH/s, bW/s)): (…,H,W) -> (…,H/s,W/s)."""
+    height, width = spectrum.shape[-2:]
+    blocks = spectrum.reshape(*spectrum.shape[:-2], scale, height // scale, scale, width // scale)
+    return blocks.mean(dim=(-4, -2))
+
+
+def sr_data_solve(fz: torch.Tensor, fay: torch.Tensor, otf: torch.Tensor, alpha: torch.Tensor,
+                  scale: int) -> torch.Tensor:
+    """The spectrum of argmin_x ‖(k ⊛ x)↓s − y‖² + α‖x − z‖² (USRNet's data module).
+
+    ``fz`` = F z and ``fay`` = F Aᴴy are (B,C,H,W) full 2D spectra, ``otf`` the kernel's transfer
+    function (Bk,H,W) with Bk in {1,B}, ``alpha`` (B,) real. With R = F Aᴴy + α F z and ⟨·⟩ the alias
+    mean, X = (R − K̄ · ⟨K R⟩ / (α + ⟨|K|²⟩)) / α (Woodbury's identity on the rank-one alias blocks of
+    AᴴA = K̄ ⟨K ·⟩; Zhao et al.'s fast single-image super-resolution).
+    """
+    alpha = alpha.reshape(-1, 1, 1, 1)
+    otf = otf.unsqueeze(1)
+    rhs = fay + alpha * fz
+    weighted = alias_mean(otf * rhs, scale) / (alpha + alias_mean(otf.real.square() + otf.imag.square(), scale))
+    return (rhs - otf.conj() * weighted.repeat(1, 1, scale, scale)) / alpha

@@ -21,6 +21,7 @@ from mbdlfast.kernels.coil_triton import coil_expand_kernel, coil_reduce_kernel
 from mbdlfast.kernels.kspace_dc_triton import soft_kspace_dc_kernel
 from mbdlfast.kernels.row_dft_triton import (launch_config, row_dft_adjoint_kernel, row_dft_forward_kernel,
                                              sense_normal_kernel)
+from mbdlfast.kernels.sr_data_triton import sr_data_solve_kernel
 from mbdlfast.ops.triton_launch import TritonLaunch
 _PIXEL_BLOCK = 256
 
@@ -170,3 +171,27 @@ def soft_kspace_dc_launch(k: torch.Tensor, y: torch.Tensor, weight: torch.Tensor
 def soft_kspace_dc_triton(k: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
     """k − λ·w·(k − y); ``weight`` float32 (Bw,Hw,W) with Bw in {1,B}, Hw in {1,H}; λ one element."""
     return _run(soft_kspace_dc_launch(k, y, weight, lam))
+
+
+# ---- super-resolution data step (USRNet's data module) ------------------------------------------------
+
+
+def sr_data_solve_launch(fz: torch.Tensor, fay: torch.Tensor, otf: torch.Tensor, alpha: torch.Tensor,
+                         scale: int) -> tuple[TritonLaunch, torch.Tensor]:
+    """One low-resolution frequency per thread from scale 2 on: each holds its s² aliases between the two
+    visits, and at s = 4 two per thread spill at sm_80 (gpu_report)."""
+    batch, channels, height, width = fz.shape
+    out = torch.empty_like(fz)
+    otf = otf.contiguous()
+    block = _PIXEL_BLOCK if scale == 1 else _PIXEL_BLOCK // 2
+    grid = (triton.cdiv(height * width // (scale * scale), block), batch * channels)
+    args = (_planes(fz), _planes(fay), torch.view_as_real(otf), alpha.to(torch.float32).contiguous(),
+            torch.view_as_real(out), channels, height, width, 0 if otf.shape[0] == 1 else height * width)
+    return TritonLaunch(sr_data_solve_kernel, grid, args, {"SCALE": scale, "BLOCK": block}), out
+
+
+@triton_op("mbdlfast_triton::sr_data_solve", mutates_args={})
+def sr_data_solve_triton(fz: torch.Tensor, fay: torch.Tensor, otf: torch.Tensor, alpha: torch.Tensor,
+                         scale: int) -> torch.Tensor:
+    """(F Aᴴy + α F z − K̄·⟨K R⟩/(α + ⟨|K|²⟩)) / α; otf (Bk,H,W) with Bk in {1,B}, α (B,) real."""
+    return _run(sr_data_solve_launch(fz, fay, otf, alpha, scale))

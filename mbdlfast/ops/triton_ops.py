@@ -10,6 +10,7 @@ complex64 with lines along W (soft DC: any mask), real scalars:
   one a multiply on the compact (n_s/W-sized) data. A DFT-by-matmul along H would cost O(H) per
   output instead of O(log H); full k-space is the compact result zero-filled.
 * soft k-space DC: one elementwise kernel.
+* super-resolution's data step (spectra in, spectrum out): one pass over each alias block.
 
 Other inputs are not this backend's: the dispatcher sees the declarations below and picks another.
 """
@@ -110,3 +111,8 @@ def sense_forward_compact(x, maps, columns):
 @register("sense_adjoint_compact", "triton", **_TAKES)
 def sense_adjoint_compact(yc, maps, columns):
     return _compact_adjoint(yc, maps, row_dft_from_columns(columns, maps.shape[-1]))
+
+
+@register("sr_data_solve", "triton", **_TAKES)
+def sr_data_solve(fz, fay, otf, alpha, scale):
+    return _library().sr_data_solve_triton(fz, fay, otf, alpha.detach(), scale)

@@ -10,7 +10,8 @@ W multiples of s; one (kh,kw) kernel for the whole batch or one per sample (B,kh
 module: with K the kernel's transfer function and SᴴS (keeping every s-th pixel) averaging each
 frequency with its s² aliases (ω + (aH/s, bW/s)), Woodbury's identity on the rank-one alias blocks
 gives X = (R − K̄ · ⟨K R⟩ / (α + ⟨|K|²⟩)) / α with R = F(Aᴴy + α z) and ⟨·⟩ the alias mean
-(Zhao et al.'s fast single-image super-resolution; the reference of the fused op to come).
+(Zhao et al.'s fast single-image super-resolution). The spectral part is the dispatched op
+:func:`mbdlfast.ops.sr_data_solve` (torch reference, fused Triton kernel).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import math
 
 import torch
 
+from mbdlfast import ops
 from mbdlfast._validation import check_finite, check_int, check_ndim, check_tensor
 from mbdlfast.physics.linear import LinearPhysics
 
@@ -34,6 +36,21 @@ def check_kernel(name: str, kernel) -> torch.Tensor:
     if height % 2 == 0 or width % 2 == 0:
         raise ValueError(f"{name}: expected odd kernel sides (its centre is the middle pixel), got {height}x{width}")
     return check_finite(name, kernel)
+
+
+def check_noise_level(noise_level):
+    """A finite number >= 0 or a 1-D real tensor of them (not read on a GPU: values are checked on CPU only)."""
+    if isinstance(noise_level, torch.Tensor):
+        check_ndim("noise_level", noise_level, (0, 1), "a number or one per sample (B,)")
+        if noise_level.is_complex() or not noise_level.is_floating_point():
+            raise TypeError(f"noise_level: expected real values, got {noise_level.dtype}")
+        if noise_level.device.type == "cpu" and not bool(((noise_level >= 0) & torch.isfinite(noise_level)).all()):
+            raise ValueError("noise_level: expected finite values >= 0")
+        return noise_level
+    if isinstance(noise_level, bool) or not isinstance(noise_level, (int, float)) \
+            or not (math.isfinite(noise_level) and noise_level >= 0):
+        raise ValueError(f"noise_level: expected a finite number >= 0 or a (B,) tensor, got {noise_level!r}")
+    return float(noise_level)
 
 
 def centred_kernel_image(kernel: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -55,12 +72,15 @@ class BlurDownsample(LinearPhysics):
     Args:
         kernel: (kh,kw) for every sample, or (B,kh,kw) one per sample; odd sides, real, finite.
         scale: the downsampling factor s >= 1 (1: deblurring only).
+        noise_level: the standard deviation of the white Gaussian noise on y (images in [0,1]), a
+            number or one per sample (B,): what USRNet's hyper-network is told.
     """
 
-    def __init__(self, kernel: torch.Tensor, scale: int):
+    def __init__(self, kernel: torch.Tensor, scale: int, noise_level: float | torch.Tensor = 0.0):
         super().__init__()
         self.register_buffer("kernel", check_kernel("kernel", kernel), persistent=False)
         self.scale = check_int("scale", scale, minimum=1)
+        self.noise_level = check_noise_level(noise_level)
 
     def _transfer(self, x: torch.Tensor, name: str, height: int, width: int) -> torch.Tensor:
         self._check_against(x, name, height, width)
@@ -103,28 +123,43 @@ class BlurDownsample(LinearPhysics):
         upsampled[..., ::self.scale, ::self.scale] = y
         return torch.fft.irfft2(torch.fft.rfft2(upsampled) * otf.conj(), s=(height, width))
 
+    def data_term(self, y: torch.Tensor) -> "BlurDataTerm":
+        """What every data step on measurements ``y`` shares (the transfer function and F Aᴴy),
+        computed once per reconstruction."""
+        y = self._checked("y", y)
+        height, width = y.shape[-2] * self.scale, y.shape[-1] * self.scale
+        self._check_against(y, "y", height, width)
+        otf = torch.fft.fft2(centred_kernel_image(self.kernel, height, width))  # full spectrum: aliases along W too
+        return BlurDataTerm(otf if otf.dim() == 3 else otf[None], torch.fft.fft2(self.A_adjoint(y)), self.scale)
+
     def data_step(self, z: torch.Tensor, y: torch.Tensor, alpha) -> torch.Tensor:
         """argmin_x ‖A x − y‖² + α‖x − z‖² in closed form (module docstring); ``alpha`` > 0, a number or
-        one per sample (B,)."""
-        z, y = self._checked("z", z), self._checked("y", y)
-        height, width = z.shape[-2:]
-        if (y.shape[-2] * self.scale, y.shape[-1] * self.scale) != (height, width) or y.shape[:2] != z.shape[:2]:
-            raise ValueError(f"y: expected {tuple(z.shape[:2])} images of {height // self.scale}x{width // self.scale} "
-                             f"(z's size over scale={self.scale}), got {tuple(y.shape)}")
+        one per sample (B,). Several steps on one ``y``: :meth:`data_term` once, then its ``solve``."""
+        return self.data_term(y).solve(z, alpha)
+
+    def noise_levels(self, batch: int) -> torch.Tensor:
+        """The noise standard deviation of each of ``batch`` samples, (B,), in the kernel's dtype."""
+        levels = torch.as_tensor(self.noise_level, dtype=self.kernel.dtype, device=self.kernel.device).reshape(-1)
+        if levels.numel() not in (1, batch):
+            raise ValueError(f"noise_level: {levels.numel()} values for a batch of {batch}")
+        return levels.expand(batch)
+
+
+class BlurDataTerm:
+    """The data step of :class:`BlurDownsample` on fixed measurements: ``solve(z, alpha)`` runs
+    :func:`mbdlfast.ops.sr_data_solve` (the backend the dispatcher picks) between two FFTs."""
+
+    def __init__(self, otf: torch.Tensor, adjoint_spectrum: torch.Tensor, scale: int):
+        self.otf, self.adjoint_spectrum, self.scale = otf, adjoint_spectrum, scale
+
+    def solve(self, z: torch.Tensor, alpha) -> torch.Tensor:
+        """argmin_x ‖A x − y‖² + α‖x − z‖² for (B,C,H,W) ``z``; α > 0, a number or (B,)."""
+        z = check_tensor("z", z)
+        check_ndim("z", z, (4,), "real images (B,C,H,W)")
+        if z.is_complex() or z.shape != self.adjoint_spectrum.shape:
+            raise ValueError(f"z: expected real images of shape {tuple(self.adjoint_spectrum.shape)} (y's size times "
+                             f"scale={self.scale}), got {z.dtype} {tuple(z.shape)}")
         if isinstance(alpha, (int, float)) and not (math.isfinite(alpha) and alpha > 0):
             raise ValueError(f"alpha: expected a finite number > 0, got {alpha!r}")
-        alpha = torch.as_tensor(alpha, dtype=z.dtype, device=z.device).reshape(-1, 1, 1, 1)
-        self._check_against(z, "z", height, width)
-        otf = torch.fft.fft2(centred_kernel_image(self.kernel, height, width))  # full spectrum: aliases along W too
-        otf = otf[:, None] if otf.dim() == 3 else otf
-        rhs = torch.fft.fft2(self.A_adjoint(y) + alpha * z)
-        blurred = self._alias_mean(otf * rhs)
-        energy = self._alias_mean(otf.abs().square())
-        correction = otf.conj() * (blurred / (alpha + energy)).repeat(*([1] * (rhs.dim() - 2)), self.scale, self.scale)
-        return torch.fft.ifft2((rhs - correction) / alpha).real
-
-    def _alias_mean(self, spectrum: torch.Tensor) -> torch.Tensor:
-        """The mean of each frequency's s² aliases: (…,H,W) -> (…,H/s,W/s)."""
-        s = self.scale
-        height, width = spectrum.shape[-2:]
-        return spectrum.reshape(*spectrum.shape[:-2], s, height // s, s, width // s).mean(dim=(-4, -2))
+        spectrum = ops.sr_data_solve(torch.fft.fft2(z), self.adjoint_spectrum, self.otf, alpha, self.scale)
+        return torch.fft.ifft2(spectrum).real
