@@ -11,16 +11,17 @@ import torch
 from torch import nn
 
 
-def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=True)
+def conv3x3(in_channels: int, out_channels: int, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias)
 
 
 class ResBlock(nn.Module):
-    """x + res_scale · conv(relu(conv(x)))."""
+    """x + res_scale · conv(relu(conv(x))); bias-free convolutions with ``bias=False`` (USRNet's prior)."""
 
-    def __init__(self, n_feats: int, res_scale: float = 1.0):
+    def __init__(self, n_feats: int, res_scale: float = 1.0, bias: bool = True):
         super().__init__()
-        self.body = nn.Sequential(_conv3x3(n_feats, n_feats), nn.ReLU(inplace=True), _conv3x3(n_feats, n_feats))
+        self.body = nn.Sequential(conv3x3(n_feats, n_feats, bias), nn.ReLU(inplace=True),
+                                  conv3x3(n_feats, n_feats, bias))
         self.res_scale = res_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,10 +44,10 @@ class EDSR(nn.Module):
         if n_resblocks < 0 or n_feats < 1 or in_channels < 1:
             raise ValueError(f"EDSR: expected n_resblocks >= 0, n_feats >= 1, in_channels >= 1, "
                              f"got {n_resblocks}, {n_feats}, {in_channels}")
-        self.head = _conv3x3(in_channels, n_feats)
+        self.head = conv3x3(in_channels, n_feats)
         blocks = [ResBlock(n_feats, res_scale) for _ in range(n_resblocks)]
-        self.body = nn.Sequential(*blocks, _conv3x3(n_feats, n_feats))
-        self.tail = _conv3x3(n_feats, in_channels)
+        self.body = nn.Sequential(*blocks, conv3x3(n_feats, n_feats))
+        self.tail = conv3x3(n_feats, in_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.head(x)
