@@ -4,8 +4,8 @@
 Each program owns BLOCK low-resolution frequencies (i, j) of one (sample, channel) image and visits
 their SCALE² aliases (a·H/s + i, b·W/s + j) twice: first to sum K·R and |K|² (R = F Aᴴy + α F z,
 formed on the fly), then to write X = (R − K̄·q)/α with q = ΣK R / (s²α + Σ|K|²). The second visit
-re-reads what the first just read (from L2 on a GPU); nothing but X is written. Torch needs seven
-full-size passes and three temporaries for the same result. Spectra are complex64 seen as float32
+re-reads what the first just read (from L2 on a GPU); nothing but X is written, where the torch
+reference writes and re-reads several full-size temporaries. Spectra are complex64 seen as float32
 interleaved; offsets are int64; α is read from device memory (no host sync).
 """
 from __future__ import annotations

@@ -81,7 +81,7 @@ def test_from_official_refuses_other_layouts_naming_what_is_wrong():
     with pytest.raises(ValueError, match="missing \\['p.m_up1.1.res.0.weight'\\], unexpected \\[\\]"):
         USRNet.from_official(state)
     del state["p.m_tail.weight"]
-    with pytest.raises(ValueError, match="needs \\['p.m_tail.weight'\\], which it lacks"):
+    with pytest.raises(ValueError, match="official USRNet layout .*; it lacks \\['p.m_tail.weight'\\]"):
         USRNet.from_official(state)
 
 

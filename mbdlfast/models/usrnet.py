@@ -4,8 +4,8 @@ seed prunes in its section 4.2.
 Half-quadratic splitting of ‖(k ⊛ x)↓s − y‖² + λΦ(x) unfolded for ``iterations`` steps, each a data
 step in closed form and a learned prior step:
 
-    z_i = argmin_x ‖(k ⊛ x)↓s − y‖² + α_i‖x − x_{i−1}‖²     (BlurDownsample's data term, the op sr_data_solve)
-    x_i = ResUNet([z_i, β_i])                                (the prior, told its level β_i as a constant map)
+    z_i = argmin_x ‖(k ⊛ x)↓s − y‖² + α_i‖x − x_{i−1}‖²   (BlurDownsample's data term: op sr_data_solve)
+    x_i = ResUNet([z_i, β_i])                              (the prior, told its level β_i as a constant map)
 
 The weights α_i, β_i come from a small hyper-network of the noise level σ and the scale s, so one
 network serves every kernel, scale and noise level. It starts from nearest-neighbour upsampling of y.
@@ -81,11 +81,12 @@ class USRNet(nn.Module):
     def from_official(cls, state_dict: Mapping[str, torch.Tensor]) -> "USRNet":
         """A USRNet holding the official checkpoint ``state_dict`` (``usrnet.pth``, ``usrnet_tiny.pth``
         layout: ``p.m_*`` prior, ``h.mlp.*`` hyper-network), its sizes read from the tensors."""
-        if not isinstance(state_dict, Mapping) or "p.m_head.weight" not in state_dict or "h.mlp.4.weight" not in state_dict:
-            raise ValueError("state_dict: expected the official USRNet layout (keys p.m_head.weight, h.mlp.4.weight, ...)")
-        sizes = ("p.m_head.weight", "p.m_tail.weight", "p.m_up2.0.weight", "p.m_up3.0.weight", "h.mlp.0.weight")
-        if missing := [key for key in sizes if key not in state_dict]:
-            raise ValueError(f"state_dict: the official USRNet layout needs {missing}, which it lacks")
+        sizes = ("p.m_head.weight", "p.m_tail.weight", "p.m_up2.0.weight", "p.m_up3.0.weight", "h.mlp.0.weight",
+                 "h.mlp.4.weight")
+        if not isinstance(state_dict, Mapping) or (missing := [key for key in sizes if key not in state_dict]):
+            lacking = f"; it lacks {missing}" if isinstance(state_dict, Mapping) else ""
+            raise ValueError("state_dict: expected the official USRNet layout (p.m_* prior, h.mlp.* hyper-network)"
+                             + lacking)
         head, tail = state_dict["p.m_head.weight"], state_dict["p.m_tail.weight"]
         up2, up3 = state_dict["p.m_up2.0.weight"], state_dict["p.m_up3.0.weight"]  # (in, out, 2, 2) transposed convs
         features = (head.shape[0], up2.shape[1], up3.shape[1], up3.shape[0])

@@ -1,5 +1,5 @@
-"""The public ops (SENSE, and super-resolution's data step), each defined once: its ``torch.library`` schema (``mbdlfast::<op>``), fake
-kernel, one autograd formula and the Python function users call.
+"""The public ops (SENSE, and super-resolution's data step), each defined once: its ``torch.library``
+schema (``mbdlfast::<op>``), fake kernel, one autograd formula and the Python function users call.
 
 An op's implementation asks the dispatcher (:mod:`mbdlfast.ops.dispatch`) for the forward kernel
 of the backend that takes these inputs and runs it; backends register forward kernels only. The
@@ -341,8 +341,7 @@ def _sr_data_solve_backward(ctx, grad):
 
 
 def _save_inputs_and_output(ctx, inputs, output):
-    ctx.save_for_backward(*(value for value in inputs if isinstance(value, Tensor)), output)
-    ctx.flags = tuple(value for value in inputs if not isinstance(value, Tensor))
+    _save_inputs(ctx, (*inputs, output), output)
 
 
 _sr_data_solve.register_autograd(_sr_data_solve_backward, setup_context=_save_inputs_and_output)
