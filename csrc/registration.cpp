@@ -23,6 +23,9 @@ TORCH_LIBRARY_FRAGMENT(mbdlfast_ext, m) {
   // Compact k-space (B,C,H,n_s) at the int64 columns (B|1, n_s).
   m.def("sense_forward_compact(Tensor x, Tensor maps, Tensor columns) -> Tensor");
   m.def("sense_adjoint_compact(Tensor yc, Tensor maps, Tensor columns) -> Tensor");
+  // Super-resolution's data step on full 2D spectra: fz, fay (B,C,H,W), otf (B|1,H,W) of one dtype,
+  // alpha real (B,), scale dividing H and W.
+  m.def("sr_data_solve(Tensor fz, Tensor fay, Tensor otf, Tensor alpha, int scale) -> Tensor");
 }
 
 // An importable Python module, so `import mbdlfast._C` loads the library and runs the registrations.

@@ -1,7 +1,7 @@
 """The dispatched super-resolution data step ``mbdlfast.ops.sr_data_solve``: every backend against
 the exact float64 solve (BlurDownsample.data_step, itself checked against the dense normal equations
 in test_blur.py), over scales 1-4, odd sizes, batch > 1, channels 1-3 and shared or per-sample
-kernels; its gradients (gradcheck, and the Triton backend's against torch's), opcheck, what each
+kernels; its gradients (gradcheck of torch and C++, the Triton backend's against torch's), opcheck, what each
 backend declares, and the errors naming the argument."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 import mbdlfast.ops as ops
 from comparisons import relative_error
 from devices import DEVICES, TRITON_DEVICE
+from mbdlfast._extension import extension_status
 from mbdlfast.ops import definitions
 from mbdlfast.physics import BlurDownsample
 from mbdlfast.physics.blur import centred_kernel_image
@@ -66,19 +67,27 @@ def test_every_backend_matches_the_exact_solve_or_says_why_not(backend, dtype, d
 
 def test_the_backends_that_run_it_here():
     args, _ = problem(CASES[1], torch.complex64)
-    assert ops.explain("sr_data_solve", *args).backend == "torch"  # auto on CPU: the only CPU kernel
+    built, _ = extension_status()
+    assert ops.explain("sr_data_solve", *args).backend == ("cpp" if built else "torch")  # auto on CPU: the C++ kernel
     wide, _ = problem(CASES[1], torch.complex128, TRITON_DEVICE)
     with pytest.raises(RuntimeError, match="backend 'triton' cannot run sr_data_solve.*takes complex64"):
         ops.explain("sr_data_solve", *wide, backend="triton")
-    with pytest.raises(RuntimeError, match="sr_data_solve has no cpp kernel"):
-        ops.explain("sr_data_solve", *args, backend="cpp")
+    with pytest.raises(RuntimeError, match="sr_data_solve has no cuda kernel"):
+        ops.explain("sr_data_solve", *args, backend="cuda")
 
 
-def test_gradients_in_z_measurements_and_alpha():
+def _needs(backend):
+    if backend == "cpp" and not extension_status()[0]:
+        pytest.skip(f"the C++ extension is not built: {extension_status()[1]}")
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
+def test_gradients_in_z_measurements_and_alpha(backend):
+    _needs(backend)
     args, _ = problem(CASES[1])
     fz, fay, otf, alpha, scale = args
     inputs = (fz.requires_grad_(), fay.requires_grad_(), alpha.clone().requires_grad_())
-    assert torch.autograd.gradcheck(lambda a, b, c: ops.sr_data_solve(a, b, otf, c, scale, backend="torch"), inputs)
+    assert torch.autograd.gradcheck(lambda a, b, c: ops.sr_data_solve(a, b, otf, c, scale, backend=backend), inputs)
 
 
 def test_the_triton_backward_matches_torch():
@@ -102,8 +111,9 @@ def test_no_gradient_for_the_kernel_is_an_error_not_a_silent_zero():
         out.abs().sum().backward()
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("backend", ["torch", "triton", "cpp"])
 def test_opcheck(backend):
+    _needs(backend)
     device = TRITON_DEVICE if backend == "triton" else "cpu"
     dtype = torch.complex64 if backend == "triton" else torch.complex128
     args, _ = problem(CASES[1], dtype, device, seed=3)

@@ -5,7 +5,8 @@ The schemas and device kernels are in csrc/; one Python entry per op serves both
 kernel's operands (the circulant weight ifftshift(M)² of A^H A, the centred mask of A / A^H, maps as
 (B|1,C,H,W), scalars as one-element tensors on the data's device) and declares what it takes:
 1D masks for the SENSE transforms, real scalars, complex64 on CUDA (both precisions on CPU) and,
-for the fused CUDA A^H A, a row that fits the device's shared memory.
+for the fused CUDA A^H A, a row that fits the device's shared memory. Super-resolution's data step
+has a CPU kernel only (on CUDA the Triton kernel serves it).
 """
 from __future__ import annotations
 
@@ -97,6 +98,11 @@ def sense_adjoint_compact(yc, maps, columns):
     return torch.ops.mbdlfast_ext.sense_adjoint_compact(yc.contiguous(), maps.contiguous(), _batched_columns(columns))
 
 
+def sr_data_solve(fz, fay, otf, alpha, scale):
+    return torch.ops.mbdlfast_ext.sr_data_solve(fz.contiguous(), fay.contiguous(), otf.contiguous(),
+                                                alpha.detach().to(real_dtype(fz.dtype)).contiguous(), scale)
+
+
 def coil_expand(x, maps):
     return torch.ops.mbdlfast_ext.coil_expand(x.contiguous(), maps.contiguous())
 
@@ -119,3 +125,4 @@ for _backend, _dtypes in _DTYPES.items():
     register("soft_kspace_dc", _backend, dtypes=_dtypes, complex_scalars=False)(soft_kspace_dc)
     register("sense_forward_compact", _backend, dtypes=_dtypes)(sense_forward_compact)
     register("sense_adjoint_compact", _backend, dtypes=_dtypes)(sense_adjoint_compact)
+register("sr_data_solve", "cpp", dtypes=COMPLEX_DTYPES, complex_scalars=False)(sr_data_solve)  # no CUDA kernel: Triton
