@@ -58,7 +58,7 @@ from mbdlfast.evaluation import (
 )
 from mbdlfast.figures import comparison_figure
 from mbdlfast.training.checkpoint import Checkpoint
-from mbdlfast.training.config import DataConfig
+from mbdlfast.training.config import DataConfig, load_settings
 from mbdlfast.training.data import line_mask
 from mbdlfast.training.distributed import DistributedContext
 from mbdlfast.training.registry import model_spec
@@ -168,9 +168,10 @@ class Reconstructor:
         self.checkpoint, self.settings, self.device = checkpoint, settings, torch.device(device)
         self.checkpoint_path = str(checkpoint_path)
         self.spec = model_spec(checkpoint.model_name)
-        training = (checkpoint.train_config or {}).get("data") or {}
-        known = DataConfig.__dataclass_fields__
-        self.data = DataConfig(**{key: value for key, value in training.items() if key in known})
+        if self.spec.task != "mri":
+            raise ValueError(f"model: {checkpoint_path} holds a {checkpoint.model_name!r} model, not an MRI "
+                             "reconstruction network; super-resolve images with 'mbdlfast sr'")
+        self.data = load_settings(DataConfig, base=(checkpoint.train_config or {}).get("data") or {})
         self.acceleration = settings.acceleration if settings.acceleration is not None else self.data.acceleration
         self.center_fraction = (settings.center_fraction if settings.center_fraction is not None
                                 else self.data.center_fraction)

@@ -17,7 +17,7 @@ LAYERS = [
     ["mbdlfast._extension"],
     ["mbdlfast"],  # the package's __init__ (version, extension loading)
     ["mbdlfast.ops"],
-    ["mbdlfast.physics", "mbdlfast.metrics", "mbdlfast.info"],
+    ["mbdlfast.physics", "mbdlfast.metrics", "mbdlfast.sr_metrics", "mbdlfast.info"],
     ["mbdlfast.deq", "mbdlfast.data"],
     ["mbdlfast.models"],
     ["mbdlfast.dip", "mbdlfast.evaluation", "mbdlfast.inference", "mbdlfast.gpu_report"],
@@ -25,7 +25,7 @@ LAYERS = [
     ["mbdlfast.training"],  # configs, registry, checkpoints, objective, trainer, DDP
     ["mbdlfast.finetune"],  # fine-tuning modes on the trainer
     ["mbdlfast.pretrained"],
-    ["mbdlfast.reconstruct"],
+    ["mbdlfast.reconstruct", "mbdlfast.super_resolution"],
     ["mbdlfast.experiments"],  # demo, its figures, the PUN study
     ["mbdlfast.commands"],
     ["mbdlfast.cli"],

@@ -13,9 +13,12 @@ examples (from the repository root; the pruned files come from the 'mbdlfast pru
   mbdlfast finetune --student runs/deq_p50.pt --teacher deq --mode school --steps 5 --out runs/ft_shipped
   mbdlfast finetune --student runs/varnet_p30.pt --mode self_supervised --ei-weight 0.5 --steps 3 --out runs/ssl
   mbdlfast finetune --student runs/deq_p50.pt --teacher deq --mode supervised+school --lr 3e-4 --steps 3 --out runs/mix train.grad_clip=none
+  mbdlfast finetune --student runs/usrnet_p25.pt --teacher usrnet --mode school --data ../shared/data/images/set14 --image-size 48 --batch-size 2 --steps 2 --out runs/usrnet_ft data.sr.patches_per_image=1
   mbdlfast finetune --student deq --mode self_supervised --data ../shared/data/mri/sigpy-mri-tutorial/cartesian_ksp.npy --steps 1 --out runs/test_time data.val_fraction=0
 
---student / --teacher: checkpoints, or the shipped weights by name (deq, varnet).
+--student / --teacher: checkpoints, or the shipped weights by name (deq, varnet, usrnet).
+USRNet (super-resolution) fine-tunes on colour images (--data: a file or folder; --image-size: the
+high-resolution patch side, a multiple of every scale) with supervised or school.
 
 --data: fully sampled volumes (undersampled retrospectively, as in training), or undersampled
 acquisitions alone for school / self_supervised (test-time tuning): each slice keeps the file's own
@@ -39,9 +42,9 @@ SETTING_FLAGS = {flag: entry for flag, entry in FLAGS.items() if flag not in ("-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--student", required=True, metavar="STUDENT.pt",
-                        help="checkpoint of the network to fine-tune (pruned or dense), or shipped weights: deq, varnet")
+                        help="checkpoint of the network to fine-tune (pruned or dense), or shipped weights: deq, varnet, usrnet")
     parser.add_argument("--teacher", metavar="DENSE.pt",
-                        help="checkpoint of the unpruned teacher (mode school), or shipped weights: deq, varnet")
+                        help="checkpoint of the unpruned teacher (mode school), or shipped weights: deq, varnet, usrnet")
     parser.add_argument("--mode", default="school",
                         help="none, supervised, school, self_supervised or '+'-joined (default school)")
     parser.add_argument("--mc-weight", type=float, default=1.0, help="measurement-consistency weight (default 1)")

@@ -12,8 +12,10 @@ examples (from the repository root; runs/deq comes from the first 'mbdlfast trai
   mbdlfast prune --model varnet --ratio 0.3 --importance l2 --round-to 4 --out runs/varnet_p30.pt
   mbdlfast prune --model deq --ratio 0.7 --global --steps 3 --out runs/deq_p70.pt
   mbdlfast prune --model deq --out runs/deq_p50.pt ratio=0.5 importance=l2 round_to=4
+  mbdlfast prune --model usrnet --ratio 0.25 --round-to 4 --out runs/usrnet_p25.pt
 
---model: a checkpoint or the shipped weights by name (deq, varnet).
+--model: a checkpoint or the shipped weights by name (deq, varnet, usrnet). USRNet: only its ResUNet
+prior is pruned; the hyper-network and the data module keep every channel (the seed's setting).
 
 Prints the parameters and MACs (one application of each CNN, see mbdlfast.prune.count_macs) before
 and after. The output is a checkpoint that load_checkpoint / `mbdlfast finetune` read like any other;
@@ -43,7 +45,7 @@ class PruneSettings:
 
 
 FLAGS = {
-    "--model": ("model", "dense (or already pruned) checkpoint, or shipped weights: deq, varnet; required",
+    "--model": ("model", "dense (or already pruned) checkpoint, or shipped weights: deq, varnet, usrnet; required",
                 {"metavar": "CKPT|NAME"}),
     "--ratio": ("ratio", "fraction of channels to remove, in [0, 1); required"),
     "--importance": ("importance", "group magnitude norm: l1 (published code, default) or l2 (paper's text)",
@@ -63,15 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser, FLAGS, "prune")
 
 
-def example_inputs(model, model_name: str, image_size: int, num_coils: int) -> tuple:
-    """Positional ``model.forward`` arguments of one random (1, num_coils, S, S) example, built with the
-    registry's own calling convention for ``model_name`` (so it covers every family alike)."""
-    import inspect
-
+def _mri_example(image_size: int, num_coils: int):
+    """A random (1, num_coils, S, S) k-space batch: R=4 lines and a fully sampled centre."""
     import torch
 
     from mbdlfast.training.data import TrainingBatch
-    from mbdlfast.training.registry import model_spec
 
     generator = torch.Generator().manual_seed(0)
     shape = (1, num_coils, image_size, image_size)
@@ -81,8 +79,35 @@ def example_inputs(model, model_name: str, image_size: int, num_coils: int) -> t
     mask = torch.zeros(1, image_size, dtype=torch.bool)
     mask[:, ::4] = True
     mask[:, image_size // 2 - image_size // 16: image_size // 2 + image_size // 16] = True
-    batch = TrainingBatch(kspace=kspace * mask[:, None, None, :], mask=mask, maps=maps,
-                          target=torch.zeros(shape[0], image_size, image_size, dtype=torch.complex64))
+    return TrainingBatch(kspace=kspace * mask[:, None, None, :], mask=mask, maps=maps,
+                         target=torch.zeros(shape[0], image_size, image_size, dtype=torch.complex64))
+
+
+def _sr_example(image_size: int):
+    """A random colour (1, 3, S/2, S/2) observation of an S x S image at scale 2 (a 9x9 Gaussian blur)."""
+    import torch
+
+    from mbdlfast.physics.blur_kernels import gaussian_kernel
+    from mbdlfast.training.sr_data import SRBatch
+
+    if image_size % 2:
+        raise ValueError(f"image_size: a super-resolution example needs an even side, got {image_size}")
+    generator = torch.Generator().manual_seed(0)
+    return SRBatch(measurement=torch.rand(1, 3, image_size // 2, image_size // 2, generator=generator),
+                   kernel=gaussian_kernel(9, 1.2).float()[None], noise_level=torch.full((1,), 0.01),
+                   target=torch.zeros(1, 3, image_size, image_size), scale=2)
+
+
+def example_inputs(model, model_name: str, image_size: int, num_coils: int) -> tuple:
+    """Positional ``model.forward`` arguments of one random example of side ``image_size`` (k-space of
+    ``num_coils`` coils for MRI models, a colour image at scale 2 for super-resolution), built with
+    the registry's own calling convention for ``model_name`` (so it covers every family alike)."""
+    import inspect
+
+    from mbdlfast.training.registry import model_spec
+
+    spec = model_spec(model_name)
+    batch = _sr_example(image_size) if spec.task == "sr" else _mri_example(image_size, num_coils)
     captured = {}
 
     class _Captured(Exception):
@@ -96,7 +121,7 @@ def example_inputs(model, model_name: str, image_size: int, num_coils: int) -> t
 
     handle = model.register_forward_pre_hook(capture, with_kwargs=True)
     try:
-        model_spec(model_name).reconstruct(model, batch)
+        spec.reconstruct(model, batch)
     except _Captured:
         pass
     finally:

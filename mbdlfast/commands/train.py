@@ -12,13 +12,16 @@ examples (from the repository root; each runs in seconds to a minute on a CPU, a
   mbdlfast train --resume runs/deq/checkpoint.pt --steps 20
   mbdlfast train --config mbdlfast/weights/varnet_small.yaml train.steps=5 train.val_batches=1 out=runs/varnet
   mbdlfast train --model modl --model-kwargs '{num_iter: 2, cg_iter: 3, prior_kwargs: {channels: 16}}' --data ../shared/data/mri/espirit-brain-alias/kspace.npy --image-size 64 --steps 3 --out runs/modl_real data.val_fraction=0
+  mbdlfast train --model usrnet --model-kwargs '{iterations: 2, features: [8, 16, 16, 16], hyper_features: 8}' --data ../shared/data/images/set14 --image-size 48 --steps 2 --batch-size 2 --out runs/usrnet data.sr.patches_per_image=2
   torchrun --nproc_per_node 2 -m mbdlfast train --model deq --model-kwargs '{prior_kwargs: {n_resblocks: 1, n_feats: 8}}' --image-size 16 --slices 8 --steps 2 --out runs/ddp --no-progress
 
 The shipped recipes are mbdlfast/weights/*_small.yaml (e.g. --config mbdlfast/weights/deq_small.yaml
 reproduces the shipped DEQ). --resume continues a run with the settings stored in its checkpoint
 (model, data, optimiser, out); what --config, a flag or key=value gives again wins, and the log says
 which value came from where. --data takes 'synthetic' or fully sampled volumes in the formats recon
-reads (fastMRI h5, BART cfl, npy; a file or a folder).
+reads (fastMRI h5, BART cfl, npy; a file or a folder); for usrnet (super-resolution) it takes colour
+images (a file or a folder; images in a set5 folder are held out for testing, data.sr.test_folders),
+--image-size is the side of the high-resolution patches, data.sr.* sets scales, noise and kernels.
 
 settings: every flag sets one dotted setting of the YAML config; any setting can also be given as
 key=value after the flags (model.name, model.kwargs.<key>, data.source, data.image_size,
@@ -30,7 +33,7 @@ Precedence: defaults < --config file < flags < key=value.
 
 # flag -> (dotted setting, help); values are converted and checked by mbdlfast.training.config
 FLAGS = {
-    "--model": ("model.name", "network: deq, modl, varnet, e2e_varnet, edsr, dncnn (default deq)"),
+    "--model": ("model.name", "network: deq, modl, varnet, e2e_varnet, edsr, dncnn, usrnet (default deq)"),
     "--model-kwargs": ("model.kwargs", "constructor kwargs as a YAML/JSON mapping"),
     "--data": ("data.source", "'synthetic', or h5 / cfl / npy volumes, a file or folder: fully sampled (undersampled "
                          "acquisitions for finetune's school / self_supervised) (default synthetic)"),

@@ -240,8 +240,8 @@ def _run(settings: DemoSettings, out: Path) -> DemoResult:
     images = {result.name: result for result in classical}
     images["dense"] = dense
 
-    finetune_data = DataConfig(**{**asdict(DEFAULT_DATA), "num_slices": max(8, 2 * settings.finetune_steps),
-                                  "acceleration": settings.acceleration, "num_coils": settings.num_coils})
+    finetune_data = dataclasses.replace(DEFAULT_DATA, num_slices=max(8, 2 * settings.finetune_steps),
+                                        acceleration=settings.acceleration, num_coils=settings.num_coils)
     first = slices.select(slice(0, 1))
     example = (first.kspace, first.physics())
     for ratio in settings.ratios:

@@ -84,6 +84,9 @@ def finetune_from_config(student: nn.Module, config: TrainConfig, *, mode: str =
         check_architecture(teacher, config.model, "teacher")
     _refuse_overwriting(Path(config.out), teacher_path)
     spec = model_spec(config.model.name)
+    if spec.task != "mri" and "self_supervised" in names:
+        raise ValueError(f"mode: self_supervised fine-tuning (k-space consistency and equivariant imaging) applies to "
+                         f"the MRI models, not to {config.model.name!r}; use school or supervised")
     loss_fn = loss_function(spec.loss if config.train.loss == "auto" else config.train.loss)
     context = DistributedContext.from_environment(config.device)
     try:

@@ -8,6 +8,10 @@ four isotropic Gaussians of widths 0.7, 1.2, 1.6 and 2.0, four anisotropic Gauss
 kernels, all 25×25. The official ``kernels_12.mat`` is not available here, so the anisotropic
 parameters (:data:`ANISOTROPIC`) are ours and the motion kernels are drawn with fixed seeds by
 :func:`motion_kernel`; load the official file with :func:`load_kernels` where you have it.
+
+Training draws a fresh kernel per patch with :func:`random_kernel`, as USRNet's training does
+(anisotropic Gaussians of random widths and angle, motion kernels for a fraction of the patches), so
+that the twelve test kernels are never seen in training.
 """
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ KERNEL_SIZE = 25
 ISOTROPIC_WIDTHS = (0.7, 1.2, 1.6, 2.0)
 ANISOTROPIC = ((2.0, 0.7, 30.0), (2.6, 1.0, 75.0), (3.2, 1.3, 120.0), (3.8, 1.6, 165.0))  # (σ1, σ2, angle in °)
 MOTION_SEEDS = (0, 1, 2, 3)
+TRAINING_SIGMA_RANGE = (0.6, 4.0)  # covers the test widths 0.7..3.8
+TRAINING_MOTION_FRACTION = 0.25  # as in the test set: 4 of 12 kernels
 
 
 def _check_size(size: int) -> int:
@@ -97,6 +103,23 @@ def usrnet_test_kernels() -> list[torch.Tensor]:
     return ([gaussian_kernel(KERNEL_SIZE, width) for width in ISOTROPIC_WIDTHS]
             + [gaussian_kernel(KERNEL_SIZE, (s1, s2), angle) for s1, s2, angle in ANISOTROPIC]
             + [motion_kernel(KERNEL_SIZE, seed) for seed in MOTION_SEEDS])
+
+
+def random_kernel(rng: np.random.Generator, size: int = KERNEL_SIZE,
+                  motion_fraction: float = TRAINING_MOTION_FRACTION,
+                  sigma_range: tuple[float, float] = TRAINING_SIGMA_RANGE) -> torch.Tensor:
+    """A training kernel drawn from ``rng``: with probability ``motion_fraction`` a motion kernel of a
+    random seed, else an anisotropic Gaussian with both widths uniform in ``sigma_range`` and a
+    uniform angle."""
+    if not 0 <= motion_fraction <= 1:
+        raise ValueError(f"motion_fraction: expected a probability in [0, 1], got {motion_fraction!r}")
+    low, high = sigma_range
+    if not 0 < low <= high:
+        raise ValueError(f"sigma_range: expected 0 < low <= high, got {sigma_range!r}")
+    if rng.uniform() < motion_fraction:
+        return motion_kernel(size, int(rng.integers(2**31)))
+    sigmas = tuple(float(s) for s in rng.uniform(low, high, size=2))
+    return gaussian_kernel(size, sigmas, float(rng.uniform(0.0, 180.0)))
 
 
 def _variable(path: Path, key: str | None, names: list[str]) -> str:

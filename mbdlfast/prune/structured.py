@@ -2,8 +2,10 @@
 
 What is pruned: the real 2-channel CNNs inside a model (its *networks*): the ``net`` of every
 :class:`~mbdlfast.models.ComplexAdapter` (the DEQ / MoDL denoiser, the image-domain EDSR / DnCNN),
-the ``unet`` of every :class:`~mbdlfast.models.NormUnet` (VarNet cascades), or the model itself
-when it is a plain real CNN. Whole channels are removed by torch-pruning's ``BasePruner`` (its
+the ``unet`` of every :class:`~mbdlfast.models.NormUnet` (VarNet cascades), every
+:class:`~mbdlfast.models.ResUNet` (USRNet's prior; its hyper-network and data module are not
+networks here and keep every channel, as in the seed), or the model itself when it is a plain
+real CNN. Whole channels are removed by torch-pruning's ``BasePruner`` (its
 ``MetaPruner`` / ``MagnitudePruner``) ranked by group magnitude importance, as in the published
 pruning code.
 
@@ -32,7 +34,7 @@ from torch import nn
 
 from mbdlfast import ops
 from mbdlfast._validation import check_int
-from mbdlfast.models import ComplexAdapter, NormUnet, SensitivityModel
+from mbdlfast.models import ComplexAdapter, NormUnet, ResUNet, SensitivityModel
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +62,15 @@ def _eval_mode(module: nn.Module):
 
 def prunable_networks(model: nn.Module) -> dict[str, nn.Module]:
     """The real CNNs of ``model`` by dotted name (see the module docstring); ``{"": model}`` when
-    ``model`` holds no ComplexAdapter or NormUnet (a plain real CNN)."""
+    ``model`` holds no ComplexAdapter, NormUnet or ResUNet (a plain real CNN)."""
     networks = {}
     for name, module in model.named_modules():
         if isinstance(module, ComplexAdapter):
             networks[f"{name}.net" if name else "net"] = module.net
         elif isinstance(module, NormUnet):
             networks[f"{name}.unet" if name else "unet"] = module.unet
+        elif isinstance(module, ResUNet):
+            networks[name] = module
     return networks or {"": model}
 
 
@@ -179,7 +183,8 @@ def prune_structured(model: nn.Module, example_inputs: tuple, ratio: float, *, i
     the teacher for distillation).
 
     Args:
-        model: a registry model (DEQ, MoDL, (E2E-)VarNet, ComplexAdapter(EDSR / DnCNN)) or a plain real CNN.
+        model: a registry model (DEQ, MoDL, (E2E-)VarNet, ComplexAdapter(EDSR / DnCNN), USRNet) or a
+            plain real CNN.
         example_inputs: tuple of positional arguments of ``model.forward`` (e.g. ``(kspace, physics)``).
         ratio: fraction of the channels of each dependency group to remove, in [0, 1); 0 returns a copy.
         importance: ``"l1"`` or ``"l2"`` group magnitude of the coupled weights.

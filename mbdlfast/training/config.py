@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from mbdlfast.data.noise import check_snr_db
+from mbdlfast.physics.blur_kernels import KERNEL_SIZE
 from mbdlfast.training.losses import LOSSES
 
 MASK_KINDS = ("equispaced", "equispaced_fraction", "random", "mbdl")
@@ -42,6 +43,24 @@ class ModelConfig:
 
     name: str = "deq"
     kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class SRDataConfig:
+    """How super-resolution training patches are degraded (models of the ``sr`` task, USRNet).
+
+    Each HR patch (``data.image_size`` square, from the training images of ``data.source``) gets its
+    own random kernel (:func:`mbdlfast.physics.blur_kernels.random_kernel`, motion blur for
+    ``motion_fraction`` of them) and noise level uniform in [0, ``max_noise_level``] (25/255 as in
+    USRNet); each batch one scale from ``scales``. Images in ``test_folders`` never train
+    (:mod:`mbdlfast.data.sr_images`). ``patches_per_image`` patches are cut from every image.
+    """
+
+    scales: tuple[int, ...] = (2, 3, 4)
+    max_noise_level: float = 25 / 255
+    motion_fraction: float = 0.25
+    patches_per_image: int = 64
+    test_folders: tuple[str, ...] = ("set5",)
 
 
 @dataclass
@@ -63,6 +82,11 @@ class DataConfig:
     generator's own noise and may not be set for data from files (use ``noise_snr_db``).
     ``accelerations``: when given, each slice's R is drawn from it (seeded per slice, e.g. ``[4, 8]``
     to train one model for both); ``acceleration`` stays the nominal R (``recon``'s default).
+
+    Super-resolution models (USRNet) read colour images instead: ``source`` is an image file or a
+    folder of them, ``image_size`` the side of the high-resolution training patches, ``sr`` the
+    degradation (:class:`SRDataConfig`); ``val_fraction`` holds out whole images. The MRI settings
+    do not apply to them.
     """
 
     source: str = "synthetic"
@@ -79,6 +103,7 @@ class DataConfig:
     calib_width: int = 24
     val_fraction: float = 0.125
     normalise: bool = True
+    sr: SRDataConfig = field(default_factory=SRDataConfig)
 
 
 @dataclass
@@ -323,6 +348,24 @@ def _require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def _validate_sr(data: DataConfig) -> None:
+    sr = data.sr
+    _require(data.source != "synthetic" and Path(data.source).exists(),
+             f"data.source: a super-resolution model trains on images; expected an image file or a folder of "
+             f"them, got {data.source!r}")
+    _require(all(scale >= 1 for scale in sr.scales), f"data.sr.scales: expected integers >= 1, got {sr.scales}")
+    _require(data.image_size is not None and all(data.image_size % scale == 0 for scale in sr.scales),
+             f"data.image_size: the patch side must be a multiple of every scale in data.sr.scales={sr.scales}, "
+             f"got {data.image_size}")
+    _require(data.image_size >= KERNEL_SIZE, f"data.image_size: the patches must hold the {KERNEL_SIZE}x{KERNEL_SIZE} "
+                                             f"training kernels, got {data.image_size}")
+    _require(0 <= sr.max_noise_level < 1, f"data.sr.max_noise_level: expected a standard deviation in [0, 1) "
+                                          f"(images in [0, 1]), got {sr.max_noise_level}")
+    _require(0 <= sr.motion_fraction <= 1, f"data.sr.motion_fraction: expected a fraction in [0, 1], "
+                                           f"got {sr.motion_fraction}")
+    _require(sr.patches_per_image >= 1, f"data.sr.patches_per_image: expected >= 1, got {sr.patches_per_image}")
+
+
 def validate(config: TrainConfig) -> TrainConfig:
     """Check names, ranges and paths; returns ``config`` or raises ValueError naming the setting."""
     from mbdlfast.training.registry import MODEL_REGISTRY
@@ -331,6 +374,8 @@ def validate(config: TrainConfig) -> TrainConfig:
     model, data, train = config.model, config.data, config.train
     _require(model.name in MODEL_REGISTRY,
              f"model.name: expected one of {sorted(MODEL_REGISTRY)}, got {model.name!r}")
+    if MODEL_REGISTRY[model.name].task == "sr":
+        _validate_sr(data)
     if data.source != "synthetic":
         source = Path(data.source)
         _require(source.exists() or source.with_name(source.name + ".cfl").is_file(),

@@ -31,6 +31,7 @@ from mbdlfast.data.noise import add_measurement_noise
 from mbdlfast.data.synthetic import SyntheticMulticoilDataset
 from mbdlfast.data.volumes import VolumeSlices, h5_is_fully_sampled, load_volume, volume_files
 from mbdlfast.evaluation import calibration_maps
+from mbdlfast.metrics import psnr_batch, ssim_batch
 from mbdlfast.training.config import DataConfig
 from mbdlfast.physics import masks
 from mbdlfast.physics import espirit
@@ -74,6 +75,12 @@ class TrainingBatch:
         """The batch's SENSE operator (validated here: build it once per batch)."""
         return SenseOperator(self.maps, self.mask, mask_is_2d=self.mask.dim() == 3)
 
+    def quality(self, prediction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-slice (PSNR, SSIM) of the magnitude of ``prediction`` against the target's (fastMRI's
+        conventions, :mod:`mbdlfast.metrics`)."""
+        gt, pred = self.target.abs().float(), prediction.abs().float()
+        return psnr_batch(gt, pred), ssim_batch(gt, pred)
+
 
 def line_mask(kind: str, num_cols: int, acceleration: int, center_fraction: float, seed) -> torch.Tensor:
     """A (num_cols,) bool phase-encode mask of ``kind`` (see :data:`mbdlfast.training.config.MASK_KINDS`)."""
@@ -98,6 +105,20 @@ def crop_coil_images(kspace: torch.Tensor, size: int | None) -> torch.Tensor:
     return fft2c(ifft2c(kspace)[..., top:top + new_h, left:left + new_w].contiguous())
 
 
+def collate_batch(items: list[dict[str, torch.Tensor]]) -> TrainingBatch:
+    """Stack items into a :class:`TrainingBatch`; line masks become 2D when others in the batch are.
+    ValueError when the slices differ in shape."""
+    shapes = sorted({tuple(item["kspace"].shape) for item in items})
+    if len(shapes) > 1:
+        raise ValueError(f"data: one batch holds slices of shapes {shapes}; use train.batch_size=1 or volumes of "
+                         "one size")
+    if any(item["mask"].dim() == 2 for item in items):
+        height = shapes[0][-2]
+        items = [{**item, "mask": item["mask"].expand(height, -1) if item["mask"].dim() == 1 else item["mask"]}
+                 for item in items]
+    return TrainingBatch(**{name: torch.stack([item[name] for item in items]) for name in items[0]})
+
+
 class TrainingSlices(torch.utils.data.Dataset):
     """Supervised training items from ``data.source`` (see :class:`mbdlfast.training.config.DataConfig`).
 
@@ -106,6 +127,7 @@ class TrainingSlices(torch.utils.data.Dataset):
     """
 
     has_reference = True
+    collate = staticmethod(collate_batch)
 
     def __init__(self, data: DataConfig, seed: int = 0, loaded: dict | None = None):
         self.data, self.seed = data, seed
@@ -166,6 +188,7 @@ class AcquiredSlices(torch.utils.data.Dataset):
     do not apply. ``groups``: as for :class:`TrainingSlices`; ``loaded``: volumes already read, by file."""
 
     has_reference = False
+    collate = staticmethod(collate_batch)
 
     def __init__(self, data: DataConfig, seed: int = 0, loaded: dict | None = None):
         self.data, self.seed = data, seed
@@ -218,20 +241,6 @@ def training_slices(data: DataConfig, seed: int = 0) -> TrainingSlices | Acquire
         raise ValueError(f"data.source: {data.source} mixes undersampled volumes ({', '.join(undersampled)}) with "
                          "fully sampled ones; train on one kind")
     return AcquiredSlices(data, seed, loaded)
-
-
-def collate_batch(items: list[dict[str, torch.Tensor]]) -> TrainingBatch:
-    """Stack items into a :class:`TrainingBatch`; line masks become 2D when others in the batch are.
-    ValueError when the slices differ in shape."""
-    shapes = sorted({tuple(item["kspace"].shape) for item in items})
-    if len(shapes) > 1:
-        raise ValueError(f"data: one batch holds slices of shapes {shapes}; use train.batch_size=1 or volumes of "
-                         "one size")
-    if any(item["mask"].dim() == 2 for item in items):
-        height = shapes[0][-2]
-        items = [{**item, "mask": item["mask"].expand(height, -1) if item["mask"].dim() == 1 else item["mask"]}
-                 for item in items]
-    return TrainingBatch(**{name: torch.stack([item[name] for item in items]) for name in items[0]})
 
 
 def split_train_val(dataset: TrainingSlices, val_fraction: float, seed: int):

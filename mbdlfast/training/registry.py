@@ -12,9 +12,13 @@ modl           :class:`~mbdlfast.models.MoDL`, DnCNN-5 prior        (y, physics)
 varnet         :class:`~mbdlfast.models.VarNet`, given maps         (y, physics)  ssim
 e2e_varnet     :class:`~mbdlfast.models.VarNet`, learned maps       (y, physics)  ssim
 edsr, dncnn    image-domain CNN on the zero-filled Aᴴy              (Aᴴy)         smooth_l1
+usrnet         :class:`~mbdlfast.models.USRNet` (super-resolution)   (y, physics)  l1
 =============  ===================================================  ============  =========
 
-``physics`` is the batch's :class:`~mbdlfast.physics.sense.SenseOperator` (``batch.physics()``).
+``physics`` is the batch's operator (``batch.physics()``): a
+:class:`~mbdlfast.physics.sense.SenseOperator` for the MRI models, whose data are k-space slices
+(:mod:`mbdlfast.training.data`), and a :class:`~mbdlfast.physics.blur.BlurDownsample` for the
+super-resolution task's USRNet, whose data are image patches (:mod:`mbdlfast.training.sr_data`).
 """
 from __future__ import annotations
 
@@ -26,9 +30,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from mbdlfast.models import DEQ, ComplexAdapter, DnCNN, EDSR, MoDL, VarNet
+from mbdlfast.models import DEQ, ComplexAdapter, DnCNN, EDSR, MoDL, USRNet, VarNet
+from mbdlfast.training.data import training_slices
+from mbdlfast.training.sr_data import SRPatches
 
 PRIORS: dict[str, type[nn.Module]] = {"edsr": EDSR, "dncnn": DnCNN}
+TASK_DATASETS = {"mri": training_slices, "sr": SRPatches}  # (DataConfig, seed) -> a dataset with .collate
 
 
 def _constructor_defaults(network: type[nn.Module]) -> dict:
@@ -52,6 +59,10 @@ def _image_domain(model: nn.Module, batch) -> torch.Tensor:
     return model(batch.physics().A_adjoint(batch.kspace))
 
 
+def _super_resolution(model: nn.Module, batch) -> torch.Tensor:
+    return model(batch.measurement, batch.physics())
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """How to build and call one model family.
@@ -60,7 +71,8 @@ class ModelSpec:
     sizes). Models with a CNN prior (``"prior"`` in ``defaults``) take ``prior`` (a name of
     :data:`PRIORS`) and ``prior_kwargs`` instead of a denoiser module. ``complex_adapter`` wraps a
     2-channel CNN for complex images. ``reconstruct(model, batch)`` returns the (B,H,W) image,
-    complex or magnitude; ``loss`` is the default loss name.
+    complex or magnitude (MRI), or the (B,C,H,W) images (super-resolution); ``loss`` is the default
+    loss name; ``task`` names the data it trains on (a key of :data:`TASK_DATASETS`).
     """
 
     network: type[nn.Module]
@@ -68,6 +80,11 @@ class ModelSpec:
     loss: str
     defaults: dict = field(default_factory=dict)
     complex_adapter: bool = False
+    task: str = "mri"
+
+    def dataset(self, data, seed: int = 0):
+        """The training data of this model's task from ``data`` (a DataConfig)."""
+        return TASK_DATASETS[self.task](data, seed)
 
     def resolve_kwargs(self, kwargs: dict | None) -> dict:
         """Every constructor argument: the user's ``kwargs`` over ``defaults`` over the class's defaults.
@@ -107,6 +124,7 @@ MODEL_REGISTRY: dict[str, ModelSpec] = {
     "e2e_varnet": ModelSpec(VarNet, _reconstruction, "ssim", {**_PAPER_VARNET, "estimate_sens": True}),
     "edsr": ModelSpec(EDSR, _image_domain, "smooth_l1", complex_adapter=True),
     "dncnn": ModelSpec(DnCNN, _image_domain, "smooth_l1", complex_adapter=True),
+    "usrnet": ModelSpec(USRNet, _super_resolution, "l1", task="sr"),
 }
 
 

@@ -37,12 +37,11 @@ from tqdm.auto import tqdm
 
 from mbdlfast.training.checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from mbdlfast.training.config import OptimConfig, TrainConfig
-from mbdlfast.training.data import TrainingBatch, collate_batch, split_train_val, training_slices
+from mbdlfast.training.data import TrainingBatch, split_train_val
 from mbdlfast.training.distributed import DistributedContext
 from mbdlfast.training.losses import loss_function
 from mbdlfast.training.objective import JacobianTerm, Objective, SupervisedTerm
 from mbdlfast.training.registry import MODEL_REGISTRY, build_model, model_spec
-from mbdlfast.metrics import psnr_batch, ssim_batch
 from mbdlfast.outputs import check_writable
 
 logger = logging.getLogger(__name__)
@@ -172,7 +171,8 @@ class Trainer:
         self.network = (DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda"
                                                 else None) if self.context.distributed else self.model)
 
-        dataset = training_slices(config.data, seed=config.seed)
+        dataset = self.spec.dataset(config.data, seed=config.seed)
+        self.collate = dataset.collate
         self.has_reference = dataset.has_reference
         if not self.has_reference and getattr(self.objective, "needs_reference", True):
             raise ValueError(f"data.source: {config.data.source} holds undersampled acquisitions without a fully "
@@ -193,7 +193,7 @@ class Trainer:
         while True:
             self.sampler.set_epoch(epoch)
             loader = DataLoader(self.train_set, batch_size=batch_size, sampler=_SkipFirst(self.sampler, offset * batch_size),
-                                drop_last=True, collate_fn=collate_batch, pin_memory=self.device.type == "cuda")
+                                drop_last=True, collate_fn=self.collate, pin_memory=self.device.type == "cuda")
             yield from loader
             epoch, offset = epoch + 1, 0
 
@@ -218,7 +218,8 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> dict | None:
-        """Mean PSNR and SSIM of the magnitude images over the validation split (all ranks together).
+        """Mean PSNR and SSIM over the validation split (all ranks together), as the batch scores them
+        (magnitude images for MRI, 8-bit colour images for super-resolution).
         Undersampled data without a reference give the mean relative data residual ‖M·A x̂ − y‖ / ‖y‖
         instead (a consistency check, not a quality measure; None for magnitude-only models)."""
         if self.val_set is None:
@@ -229,13 +230,13 @@ class Trainer:
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # psnr sum, ssim sum, count
         self.model.eval()
         for start in range(0, len(mine), batch_size):
-            batch = collate_batch([self.val_set[i] for i in mine[start:start + batch_size]]).to(self.device)
+            batch = self.collate([self.val_set[i] for i in mine[start:start + batch_size]]).to(self.device)
             with self._autocast():
                 prediction = self.spec.reconstruct(self.model, batch)
             count = torch.tensor(float(len(batch)), device=self.device)
             if self.has_reference:
-                gt, pred = batch.target.abs().float(), prediction.abs().float()
-                totals += torch.stack([psnr_batch(gt, pred).sum(), ssim_batch(gt, pred).sum(), count]).double()
+                psnr, ssim = batch.quality(prediction)
+                totals += torch.stack([psnr.sum().to(count), ssim.sum().to(count), count]).double()
             elif prediction.is_complex():
                 totals += torch.stack([data_residual(prediction, batch).sum(), count.new_zeros(()), count]).double()
         self.context.all_reduce_sum(totals)
