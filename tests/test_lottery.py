@@ -1,4 +1,5 @@
-"""Lottery image priors: IMP schedule, persistent masks, rewinding, the stopping rule, ticket transfer, the CLI."""
+"""Lottery image priors: IMP schedule, persistent masks, rewinding, the stopping rule and its matching
+ticket, weight-sharing IMP (Algorithm 2), ticket files and transfer, SynFlow on the priors, the CLI."""
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import torch
 import mbdlfast.prune.lottery as lottery
 from mbdlfast.cli import main
 from mbdlfast.dip import Denoising, DIPFit, Inpainting, fit_dip
-from mbdlfast.models import SkipHourglass
-from mbdlfast.prune.lottery import iterative_magnitude_pruning, rewind, transfer_ticket
+from mbdlfast.models import DeepDecoder, SkipHourglass
+from mbdlfast.prune.lottery import iterative_magnitude_pruning, load_ticket, rewind, save_ticket, transfer_ticket
 from mbdlfast.prune.masking import apply_masks, current_masks, global_magnitude_masks, prunable_weights, sparsity
 
 
@@ -95,10 +96,10 @@ def test_late_rewinding_uses_the_weights_of_iteration_k():
 
 
 def test_stopping_rule(monkeypatch):
-    assert lottery._stop([1.0, 2.0, 3.0], 2)
-    assert not lottery._stop([1.0, 2.0, 1.5, 2.0], 2)
-    assert not lottery._stop([1.0, 2.0, 3.0], None)
-    assert lottery._stop([3.0, 1.0, 2.0], 1)
+    assert lottery._rising([1.0, 2.0, 3.0], 2)
+    assert not lottery._rising([1.0, 2.0, 1.5, 2.0], 2)
+    assert not lottery._rising([1.0, 2.0, 3.0], None)
+    assert lottery._rising([3.0, 1.0, 2.0], 1)
     losses = iter([1.0, 0.9, 1.1, 1.0, 1.2, 1.3, 1.4, 1.5])
 
     def fake_fit(net, task, measurement, **options):
@@ -110,6 +111,68 @@ def test_stopping_rule(monkeypatch):
     result = iterative_magnitude_pruning(_tiny_net(), task, y, rounds=7, iters=1, patience=2)
     # losses 1.0, 0.9, 1.1 (rise), 1.0, 1.2 (rise), 1.3 (rise) -> stop after round 5
     assert result.stopped_early and [r["round"] for r in result.records] == [0, 1, 2, 3, 4, 5]
+    # the matching ticket is round 3, before the two rises: what ticket() returns, not the last round
+    assert result.chosen_round == 3
+    assert all(torch.equal(result.ticket()[n], result.rounds[3].masks[n]) for n in result.rounds[3].masks)
+    assert not all(torch.equal(result.ticket()[n], result.rounds[5].masks[n]) for n in result.rounds[5].masks)
+
+
+def test_without_a_stop_the_last_round_is_the_ticket():
+    task, y, _ = _problem()
+    result = iterative_magnitude_pruning(_tiny_net(), task, y, rounds=2, iters=1, patience=None)
+    assert result.chosen_round == 2 and not result.stopped_early
+
+
+def test_weight_sharing_imp_fits_one_code_and_one_output_to_every_image(monkeypatch):
+    """Algorithm 2: one fixed code for all images; the objective is the mean over the images of the
+    misfit of the single output."""
+    truths = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    task = Denoising()
+    y = task.measure(truths, seed=0)
+    seen = []
+    original = lottery.fit_dip
+
+    def spy(net, task, measurement, **options):
+        seen.append(options["code"].shape)
+        return original(net, task, measurement, **options)
+
+    monkeypatch.setattr(lottery, "fit_dip", spy)
+    result = iterative_magnitude_pruning(_tiny_net(), task, y, rounds=1, iters=2, reference=truths, patience=None,
+                                         keep_reconstructions=True)
+    assert result.code.shape[0] == 1 and all(shape[0] == 1 for shape in seen)
+    assert result.reconstructions[0].shape[0] == 1
+    net = _tiny_net()
+    with torch.no_grad():
+        output = net(result.code)
+    expected = sum(task.loss(output, y[i:i + 1]) for i in range(3)) / 3
+    assert float(task.loss(output.expand(3, -1, -1, -1), y)) == pytest.approx(float(expected), rel=1e-6)
+    with pytest.raises(ValueError, match="2 code\\(s\\) for 3 measurement"):
+        fit_dip(_tiny_net(), task, y, iters=1, code=torch.rand(2, 8, 8, 8))
+
+
+def test_ticket_files_round_trip_and_refuse_another_architecture(tmp_path):
+    task, y, _ = _problem()
+    source = _tiny_net()
+    result = iterative_magnitude_pruning(source, task, y, rounds=2, iters=2, patience=None)
+    ticket = result.ticket_file(source, 1, {"images": ["toy"], "task": "denoise"})
+    path = save_ticket(tmp_path / "t.pt", ticket)
+    loaded = load_ticket(path)
+    assert (loaded.round, loaded.sparsity, loaded.found_on["network"]) == (1, result.rounds[1].sparsity, "SkipHourglass")
+    target = _tiny_net(seed=5)
+    loaded.apply(target)
+    assert all(torch.equal(current_masks(target)[n], result.rounds[1].masks[n]) for n in loaded.masks)
+    weights = _effective_weights(target)
+    assert torch.equal(weights["layers.head"], result.rewind_state["layers.head.weight"] * loaded.masks["layers.head"])
+    with pytest.raises(ValueError, match="layers.head.weight is \\[3, 12, 1, 1\\] in the ticket and \\[2, 12, 1, 1\\]"):
+        loaded.apply(_tiny_net(out_channels=2))
+    with pytest.raises(ValueError, match="found on a SkipHourglass; this network is a DeepDecoder"):
+        loaded.apply(DeepDecoder(channels=8, layers=2))
+    (tmp_path / "bad.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="bad.pt could not be read"):
+        load_ticket(tmp_path / "bad.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an mbdlfast lottery ticket"):
+        load_ticket(tmp_path / "other.pt")
 
 
 def test_ticket_transfers_to_another_image_and_task():
@@ -147,6 +210,14 @@ def test_synflow_sees_the_hourglass_before_its_sigmoid():
             assert float(score.abs().max()) > 0, name
 
 
+@pytest.mark.parametrize("net", [SkipHourglass(), DeepDecoder()], ids=["hourglass", "deep_decoder"])
+def test_synflow_runs_on_the_full_size_priors_with_its_default_input(net):
+    from mbdlfast.prune.at_init import prune_at_init
+
+    prune_at_init(net, "synflow", 0.2, iterations=2)
+    assert sparsity(net) == pytest.approx(0.8, abs=1e-3)
+
+
 def test_imp_rejects_bad_input():
     task, y, _ = _problem()
     with pytest.raises(ValueError, match="rounds"):
@@ -172,6 +243,24 @@ def test_cli_lip_end_to_end(shared_data, tmp_path, monkeypatch):
     assert len(payload["psnr"]) == 2 and all(p > 0 for p in payload["psnr"])
     assert payload["settings"]["task"] == "denoise"
     assert (out / "lip_psnr.png").stat().st_size > 0 and (out / "lip_images.png").stat().st_size > 0
+    assert payload["chosen_round"] == 2 and (out / "lip_layers.png").stat().st_size > 0
+    assert load_ticket(out / "ticket.pt").round == 2 and load_ticket(out / "tickets" / "round_1.pt").round == 1
+    # the ticket transfers to another image and task from the command line
+    transfer = tmp_path / "transfer"
+    assert main(["lip", "--image", "kate", "--task", "inpaint", "--iters", "2", "--size", "64", "--ticket",
+                 str(out / "ticket.pt"), "--out", str(transfer), "--no-progress", "--device", "cpu"]) == 0
+    record = json.loads((transfer / "transfer.json").read_text())
+    assert set(record["fits"]) == {"ticket", "dense", "random"} and record["ticket"]["round"] == 2
+    assert record["ticket"]["found_on"]["images"] == ["F16"] and (transfer / "transfer.png").stat().st_size > 0
+
+
+def test_cli_lip_deep_decoder_multi_image(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("MBDLFAST_SHARED_DATA", str(shared_data))
+    out = tmp_path / "dd"
+    assert main(["lip", "--image", "set5/bird", "set5/head", "--net", "deep_decoder", "--task", "sr4", "--rounds",
+                 "1", "--iters", "2", "--size", "64", "--out", str(out), "--no-progress", "--device", "cpu"]) == 0
+    assert load_ticket(out / "ticket.pt").found_on == {"images": ["set5/bird", "set5/head"], "task": "sr4",
+                                                        "net": "deep_decoder", "size": 64, "network": "DeepDecoder"}
 
 
 @pytest.mark.parametrize("arguments, message", [
@@ -179,6 +268,8 @@ def test_cli_lip_end_to_end(shared_data, tmp_path, monkeypatch):
     (["--task", "deblur"], "--task"),
     (["--rounds", "0"], "--rounds"),
     (["--size", "48"], "--size"),
+    (["--net", "resnet"], "--net"),
+    (["--ticket", "missing.pt"], "ticket: missing.pt does not exist"),
 ])
 def test_cli_lip_bad_input(shared_data, tmp_path, monkeypatch, capsys, arguments, message):
     monkeypatch.setenv("MBDLFAST_SHARED_DATA", str(shared_data))

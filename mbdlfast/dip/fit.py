@@ -5,9 +5,11 @@ drawn every iteration (DIP's input-noise regularisation, std 1/30), the network 
 throughout (BatchNorm on the batch statistics, as in DIP), and the reconstruction is an exponential
 moving average of the outputs (DIP's ``exp_weight`` 0.99) or the last output.
 
-Several images can be fitted by one network at once (weight sharing): stack their codes and
-measurements along the batch dimension; the loss is the mean over all of them and BatchNorm sees
-the whole batch (a joint fit).
+Several images can be fitted by one network at once (weight sharing), in two ways: stack their codes
+and measurements along the batch dimension (a joint fit: one code and one output per image,
+BatchNorm over the whole batch), or give one code for B measurements (the lottery-image-prior
+paper's Algorithm 2: the one output is fitted to every measurement). Either way the loss is the mean
+over all images.
 """
 from __future__ import annotations
 
@@ -89,7 +91,7 @@ def fit_dip(net: nn.Module, task: DIPTask, measurement: torch.Tensor, *, iters: 
         if input_noise_std:
             net_input = code + input_noise_std * torch.randn(code.shape, generator=generator, device=code.device)
         output = net(net_input)
-        loss = task.loss(output, measurement)
+        loss = task.loss(_per_image(output, measurement), measurement)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -98,7 +100,7 @@ def fit_dip(net: nn.Module, task: DIPTask, measurement: torch.Tensor, *, iters: 
             output = output.detach()
             average = output if average is None or not ema else ema * average + (1 - ema) * output
             if reference is not None:
-                history["psnr"].append(float(task.psnr(reference, task.image(average)).mean()))
+                history["psnr"].append(float(task.psnr(reference, task.image(_per_image(average, reference))).mean()))
         if step == snapshot_iter:
             snapshot = _copy_state(net)
     window = history["loss"][-min(tail, iters):]
@@ -106,10 +108,20 @@ def fit_dip(net: nn.Module, task: DIPTask, measurement: torch.Tensor, *, iters: 
         image = task.image(average)
         fit = DIPFit(average, image, history, sum(window) / len(window), snapshot=snapshot)
         if reference is not None:
-            psnr, ssim = task.score(reference, image)
+            psnr, ssim = task.score(reference, task.image(_per_image(average, reference)))
             fit.psnr, fit.ssim = float(psnr.mean()), float(ssim.mean())
     logger.debug("DIP fit: %d iterations, final loss %.3e, psnr %s", iters, fit.final_loss, fit.psnr)
     return fit
+
+
+def _per_image(output: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """``output`` for each of the B ``images``: a shared (one-code) output repeated B times."""
+    if output.shape[0] == 1 and images.shape[0] > 1:
+        return output.expand(images.shape[0], *output.shape[1:])
+    if output.shape[0] != images.shape[0]:
+        raise ValueError(f"code: {output.shape[0]} code(s) for {images.shape[0]} measurement(s); give one per "
+                         "measurement or one shared by all")
+    return output
 
 
 def _default_code(net: nn.Module, measurement: torch.Tensor, reference: torch.Tensor | None, seed: int) -> torch.Tensor:

@@ -172,7 +172,14 @@ def _common_ancestor(names: Iterable[str]) -> str:
     return ".".join(prefix)
 
 
-def _default_input_shape(layer: nn.Module) -> tuple[int, ...]:
+SYNFLOW_PRIOR_SIZE = 64  # the image side SynFlow probes an untrained prior at (5 levels of 2x: 2x2 at the bottom)
+
+
+def _default_input_shape(model: nn.Module, network: str, layer: nn.Module) -> tuple[int, ...]:
+    """SynFlow's all-ones input: for an untrained prior (a model with ``code_shape``, whose ``layers``
+    take the code) its code at a 64x64 output, else the first layer's input at 32 pixels per side."""
+    if hasattr(model, "code_shape") and network in ("", "layers"):
+        return (1, *model.code_shape(SYNFLOW_PRIOR_SIZE, SYNFLOW_PRIOR_SIZE))
     if isinstance(layer, nn.Linear):
         return (1, layer.in_features)
     spatial = {1: (32,), 2: (32, 32), 3: (16, 16, 16)}[layer.weight.dim() - 2]
@@ -194,7 +201,8 @@ def _synflow_scores(layers, density, loss_fn, batches, binarise, *, model, itera
     outside = [name for name in layers if name != network and not name.startswith(prefix)]
     if outside:
         raise ValueError(f"network: {network!r} does not contain the prunable layers {outside[:4]}")
-    shape = tuple(input_shape) if input_shape is not None else _default_input_shape(next(iter(layers.values())))
+    shape = (tuple(input_shape) if input_shape is not None
+             else _default_input_shape(model, network, next(iter(layers.values()))))
 
     probe = copy.deepcopy(modules[network]).double().eval()  # linearised |θ| network, never the model itself
     with torch.no_grad():

@@ -7,29 +7,39 @@ iteration ``rewind_iter`` of the dense fit; refit with the mask applied. Round r
 sparsity 1 - 0.8^r (0.2, 0.36, 0.488, ...). Masks are persistent parametrization buffers
 (:mod:`mbdlfast.prune.masking`), so pruned weights stay exactly zero through every optimizer step.
 
-Multi-image IMP shares the weights between images: pass a batch of measurements (and references);
-every image keeps its own input code and one network is fitted jointly on all of them (see
-:mod:`mbdlfast.dip.fit`).
+Multi-image IMP is the paper's Algorithm 2 (weight-sharing IMP): pass a batch of measurements (and
+references); one fixed code and one network are fitted, the network's single output against every
+measurement, the data-fit loss averaged over the images (see :mod:`mbdlfast.dip.fit`).
 
-Stopping rule: the IMP loss (the data-fit loss at the end of a round) normally grows slowly with the
-sparsity; when it rises in ``patience`` consecutive rounds the ticket has lost capacity and IMP
-stops. The records then say which round was the last useful one.
+Stopping rule (no ground truth needed): the IMP loss (the data-fit loss at the end of a round)
+normally grows slowly with the sparsity; when it rises in ``patience`` consecutive rounds the ticket
+has lost capacity and IMP stops. The matching ticket is the round before the rise began
+(:attr:`IMPResult.chosen_round`), which :meth:`IMPResult.ticket` returns.
+
+A :class:`Ticket` (masks, the dense weights they rewind to, the layer shapes of the network they were
+found on, and where they were found) is saved and loaded with :func:`save_ticket` /
+:func:`load_ticket`, to transfer to another image or task (:meth:`Ticket.apply`).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from mbdlfast._validation import check_int
+from mbdlfast.outputs import atomic_write
 from mbdlfast.dip.fit import fit_dip
 from mbdlfast.dip.tasks import DIPTask
 from mbdlfast.models.dip import noise_code
 from mbdlfast.prune.masking import apply_masks, current_masks, global_magnitude_masks, remove_masks, sparsity
 
-__all__ = ["IMPResult", "IMPRound", "iterative_magnitude_pruning", "rewind", "transfer_ticket"]
+__all__ = ["IMPResult", "IMPRound", "Ticket", "iterative_magnitude_pruning", "load_ticket", "rewind", "save_ticket",
+           "transfer_ticket"]
+
+TICKET_FORMAT = "mbdlfast-lottery-ticket"
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +64,13 @@ class IMPRound:
 @dataclass
 class IMPResult:
     """``rounds``: all rounds run, dense first; ``stopped_early``: the stopping rule ended the run;
-    ``rewind_state``: the dense state dict the weights were rewound to; ``code``: the fixed input(s)."""
+    ``chosen_round``: the matching ticket's round (the round before the loss began to rise when the
+    rule stopped the run, else the last one); ``rewind_state``: the dense state dict the weights were
+    rewound to; ``code``: the fixed input."""
 
     rounds: list[IMPRound]
     stopped_early: bool
+    chosen_round: int
     rewind_state: dict[str, torch.Tensor] = field(repr=False)
     code: torch.Tensor = field(repr=False)
     reconstructions: list[torch.Tensor] = field(default_factory=list, repr=False)
@@ -67,8 +80,76 @@ class IMPResult:
         return [r.record() for r in self.rounds]
 
     def ticket(self, round: int | None = None) -> dict[str, torch.Tensor]:
-        """The masks of ``round`` (default: the last round)."""
-        return (self.rounds[-1] if round is None else self.rounds[round]).masks
+        """The masks of ``round`` (default: :attr:`chosen_round`, the matching ticket)."""
+        return self.rounds[self.chosen_round if round is None else round].masks
+
+    def ticket_file(self, net: nn.Module, round: int, found_on: dict) -> "Ticket":
+        """Round ``round`` as a :class:`Ticket` of ``net``'s architecture; ``found_on`` says where
+        (images, task, settings)."""
+        chosen = self.rounds[round]
+        return Ticket(chosen.masks, self.rewind_state, layer_shapes(self.rewind_state), chosen.round,
+                      chosen.sparsity, {**found_on, "network": type(net).__name__})
+
+
+def layer_shapes(state: dict[str, torch.Tensor]) -> dict[str, list[int]]:
+    """The shape of every tensor of a dense state dict: a network's architecture as a ticket checks it."""
+    return {name: list(value.shape) for name, value in state.items()}
+
+
+@dataclass
+class Ticket:
+    """A lottery ticket: ``masks`` (layer -> 0/1), the dense ``init_state`` they rewind to, the
+    ``shapes`` of the network they were found on, its IMP ``round`` and ``sparsity``, and ``found_on``
+    (the images, task and network)."""
+
+    masks: dict[str, torch.Tensor] = field(repr=False)
+    init_state: dict[str, torch.Tensor] = field(repr=False)
+    shapes: dict[str, list[int]] = field(repr=False)
+    round: int
+    sparsity: float
+    found_on: dict
+
+    def apply(self, net: nn.Module) -> nn.Module:
+        """Rewind ``net`` (dense) to the ticket's init and apply its masks, in place; ValueError naming
+        the first layer whose shape differs (a ticket of another architecture or channel count)."""
+        found = self.found_on.get("network")
+        if found is not None and found != type(net).__name__:
+            raise ValueError(f"ticket: found on a {found}; this network is a {type(net).__name__}")
+        mine = layer_shapes(net.state_dict())
+        if mine != self.shapes:
+            differing = sorted(set(mine) ^ set(self.shapes)) or [
+                name for name in mine if mine[name] != self.shapes[name]]
+            name = differing[0]
+            raise ValueError(f"ticket: found on a {self.found_on.get('network', '?')} whose layers differ from this "
+                             f"network's: {name} is {self.shapes.get(name, 'absent')} in the ticket and "
+                             f"{mine.get(name, 'absent')} here ({len(differing)} layer(s) differ)")
+        return rewind(net, self.init_state, self.masks)
+
+
+def save_ticket(path, ticket: Ticket) -> Path:
+    """Write ``ticket`` to ``path`` atomically (a torch file of plain tensors and values)."""
+    payload = {"format": TICKET_FORMAT, "version": 1, "masks": ticket.masks, "init_state": ticket.init_state,
+               "shapes": ticket.shapes, "round": ticket.round, "sparsity": ticket.sparsity,
+               "found_on": ticket.found_on}
+    path = Path(path)
+    with atomic_write(path) as handle:
+        torch.save(payload, handle)
+    return path
+
+
+def load_ticket(path) -> Ticket:
+    """The :class:`Ticket` at ``path``; ValueError naming the file when it is missing, corrupt or not a ticket."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"ticket: {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or foreign files
+        raise ValueError(f"ticket: {path} could not be read ({' '.join(str(err).split())[:160]})") from err
+    if not isinstance(payload, dict) or payload.get("format") != TICKET_FORMAT:
+        raise ValueError(f"ticket: {path} is not an mbdlfast lottery ticket (saved by 'mbdlfast lip')")
+    return Ticket(payload["masks"], payload["init_state"], payload["shapes"], payload["round"], payload["sparsity"],
+                  payload["found_on"])
 
 
 def rewind(net: nn.Module, state: dict[str, torch.Tensor], masks: dict[str, torch.Tensor]) -> nn.Module:
@@ -92,7 +173,7 @@ def transfer_ticket(ticket_masks: dict[str, torch.Tensor], net: nn.Module,
     return apply_masks(net, ticket_masks)
 
 
-def _stop(losses: list[float], patience: int | None) -> bool:
+def _rising(losses: list[float], patience: int | None) -> bool:
     """True when the loss rose in each of the last ``patience`` rounds."""
     if not patience or len(losses) <= patience:
         return False
@@ -110,13 +191,14 @@ def iterative_magnitude_pruning(net: nn.Module, task: DIPTask, measurement: torc
 
     Args:
         net: a dense prior (SkipHourglass or DeepDecoder); its current weights are the initialization.
-        measurement: (B, ...) measurements; B > 1 fits one shared network on B images.
+        measurement: (B, ...) measurements; B > 1 is weight-sharing IMP (Algorithm 2): one code, one
+            network, its output fitted to all B measurements.
         rounds: pruning rounds after the dense fit (round r has sparsity 1 - (1 - prune_fraction)^r).
         rewind_iter: 0 rewinds to the initialization, k > 0 to the weights after iteration k of the
             dense fit (late rewinding).
         patience: stop after the loss rose in this many consecutive rounds (None: never stop early).
         reference: ground truth(s) in ``task.image``'s layout, for PSNR / SSIM per round.
-        code: the fixed input(s); default ``noise_code`` of the reference's (or measurement's) size.
+        code: the fixed input; default one ``noise_code`` of the reference's (or measurement's) size.
     """
     rounds = check_int("rounds", rounds, minimum=1)
     check_int("rewind_iter", rewind_iter, minimum=0)
@@ -130,7 +212,7 @@ def iterative_magnitude_pruning(net: nn.Module, task: DIPTask, measurement: torc
         raise ValueError("net: expected a dense network (it already carries pruning masks)")
     if code is None:
         sized = reference if reference is not None else measurement
-        code = noise_code(net, *sized.shape[-2:], batch=measurement.shape[0], seed=seed)
+        code = noise_code(net, *sized.shape[-2:], batch=1, seed=seed)
     fit_options = dict(iters=iters, lr=lr, input_noise_std=input_noise_std, ema=ema, seed=seed, code=code,
                        reference=reference, progress=progress)
     init_state = {name: value.detach().clone() for name, value in net.state_dict().items()}
@@ -152,8 +234,10 @@ def iterative_magnitude_pruning(net: nn.Module, task: DIPTask, measurement: torc
             reconstructions.append(fit.image)
         logger.info("IMP round %d: sparsity %.4f, loss %.4e, psnr %s", round_index, history[-1].sparsity,
                     fit.final_loss, "-" if fit.psnr is None else f"{fit.psnr:.2f} dB")
-        if _stop([r.loss for r in history], patience):
+        if _rising([r.loss for r in history], patience):
             stopped = True
-            logger.info("IMP stopped: the loss rose in %d consecutive rounds", patience)
+            logger.info("IMP stopped: the loss rose in %d consecutive rounds; the matching ticket is round %d",
+                        patience, len(history) - patience - 1)
             break
-    return IMPResult(history, stopped, rewind_state, code, reconstructions)
+    chosen = len(history) - patience - 1 if stopped else len(history) - 1
+    return IMPResult(history, stopped, chosen, rewind_state, code, reconstructions)
