@@ -22,7 +22,7 @@ LAYERS = [
     ["mbdlfast.models"],
     ["mbdlfast.dip", "mbdlfast.evaluation", "mbdlfast.inference", "mbdlfast.gpu_report"],
     ["mbdlfast.prune", "mbdlfast.figures"],
-    ["mbdlfast.training"],  # configs, registry, checkpoints, objective, trainer, DDP
+    ["mbdlfast.training", "mbdlfast.gan"],  # configs, registry, checkpoints, objective, trainer, DDP; GAN priors
     ["mbdlfast.finetune"],  # fine-tuning modes on the trainer
     ["mbdlfast.pretrained"],
     ["mbdlfast.reconstruct", "mbdlfast.super_resolution"],
