@@ -22,7 +22,7 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
-COMMAND_MODULES = ("demo", "train", "prune", "finetune", "recon", "sr", "bench", "lip", "pun", "info")
+COMMAND_MODULES = ("demo", "train", "prune", "finetune", "recon", "sr", "bench", "lip", "gan", "pun", "info")
 
 
 def commands() -> list[Command]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mbdlfast.gan.checkpoint import GANCheckpoint, load_gan
 from mbdlfast.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from mbdlfast.training.config import DataConfig, load_config
 
@@ -32,7 +33,10 @@ DEFAULT_DATA = DataConfig(source="synthetic", image_size=64, num_coils=8, num_sl
 """The data both default models were trained on: synthetic brain phantoms, 8 coils, 64x64, R=4
 equispaced lines with an 8 % fully sampled centre, 30 dB SNR, k-space scaled by max|Aᴴy|."""
 
-__all__ = ["DEFAULT_DATA", "DEFAULT_WEIGHTS", "WEIGHTS_DIR", "available", "load_checkpoint_or_default", "load_default",
+GAN_WEIGHTS = {"dcgan": "dcgan_small.pt"}  # name -> GAN checkpoint in WEIGHTS_DIR (mbdlfast.gan.checkpoint)
+
+__all__ = ["DEFAULT_DATA", "DEFAULT_WEIGHTS", "GAN_WEIGHTS", "WEIGHTS_DIR", "available", "load_checkpoint_or_default",
+           "load_default", "load_gan_or_default",
            "strip_training_state"]
 
 
@@ -63,6 +67,20 @@ def load_checkpoint_or_default(model: str, map_location="cpu") -> tuple[Checkpoi
         return load_checkpoint(path, map_location=map_location), str(path.resolve())
     checkpoint = load_default(model, map_location=map_location)
     return checkpoint, str((WEIGHTS_DIR / DEFAULT_WEIGHTS[model][0]).resolve())
+
+
+def load_gan_or_default(generator: str) -> tuple[GANCheckpoint, str]:
+    """``generator`` as a GAN checkpoint file, or the shipped GAN of that name (:data:`GAN_WEIGHTS`);
+    returns the checkpoint and where it came from."""
+    path = Path(generator)
+    if not path.is_file() and generator in GAN_WEIGHTS:
+        path = WEIGHTS_DIR / GAN_WEIGHTS[generator]
+        if not path.is_file():
+            raise ValueError(f"generator: the shipped GAN {generator!r} ({path}) is not installed")
+    elif not path.is_file():
+        raise ValueError(f"generator: {path} does not exist (give a GAN checkpoint or the shipped weights: "
+                         f"{', '.join(GAN_WEIGHTS)})")
+    return load_gan(path), str(path.resolve())
 
 
 def strip_training_state(source, destination, *, overrides: dict | None = None, extra: dict | None = None) -> Path:

@@ -157,3 +157,78 @@ def test_generator_imp_prunes_the_generator_only_and_rewinds_to_the_pretrained_w
     assert all(bool(m.all()) for m in current_masks(critic).values())
     with pytest.raises(ValueError, match="dense pretrained"):
         generator_imp(generator, critic, crops, rounds=1, finetune_steps=1)
+
+
+def test_gan_checkpoints_keep_a_tickets_masks(tmp_path):
+    from mbdlfast.gan.checkpoint import load_gan, save_gan
+
+    generator, critic = _tiny()
+    masks = global_magnitude_masks(generator, 0.4)
+    apply_masks(generator, masks)
+    kwargs = {"latent_dim": 8, "features": 4, "image_size": 16}
+    path = save_gan(tmp_path / "g.pt", generator, critic, kwargs, {"features": 4, "image_size": 16},
+                    settings={"ticket": {"round": 1}})
+    loaded = load_gan(path)
+    assert loaded.sparsity == pytest.approx(0.4, abs=0.01) and "ticket of round 1" in loaded.describe()
+    z = torch.randn(3, 8)
+    generator.eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded.generator(z), generator(z))
+    assert all(torch.equal(current_masks(loaded.generator)[n], masks[n]) for n in masks)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.pt could not be read"):
+        load_gan(tmp_path / "junk.pt")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an mbdlfast GAN checkpoint"):
+        load_gan(tmp_path / "other.pt")
+
+
+@pytest.fixture(scope="module")
+def trained_gan(tmp_path_factory, shared_data):
+    from mbdlfast.cli import main
+
+    out = tmp_path_factory.mktemp("gan")
+    assert main(["gan", "train", "--images", str(shared_data / "images" / "set14"), "--size", "16", "--features", "4",
+                 "--latent-dim", "8", "--steps", "2", "--batch-size", "4", "--crops", "16", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert (out / "samples.png").stat().st_size > 0
+    return out / "gan.pt"
+
+
+def test_gan_command_cs_inpaint_and_tickets(trained_gan, tmp_path, shared_data, monkeypatch):
+    import json
+
+    from mbdlfast.cli import main
+
+    monkeypatch.setenv("MBDLFAST_SHARED_DATA", str(shared_data))
+    assert main(["gan", "cs", "--generator", str(trained_gan), "--image", "set5/bird", "set5/head", "--measurements",
+                 "100", "--corrupted", "3", "--iters", "3", "--out", str(tmp_path / "cs"), "--no-progress"]) == 0
+    record = json.loads((tmp_path / "cs" / "cs.json").read_text())
+    assert set(record["images"]) == {"set5/bird", "set5/head"} and record["generator_sparsity"] == 0
+    assert main(["gan", "inpaint", "--generator", str(trained_gan), "--iters", "3", "--out", str(tmp_path / "in"),
+                 "--no-progress"]) == 0
+    assert (tmp_path / "in" / "inpaint.png").stat().st_size > 0
+    assert main(["gan", "imp", "--generator", str(trained_gan), "--images", str(shared_data / "images" / "set14"),
+                 "--rounds", "2", "--finetune-steps", "1", "--batch-size", "4", "--crops", "8",
+                 "--out", str(tmp_path / "imp"), "--no-progress"]) == 0
+    ticket = tmp_path / "imp" / "tickets" / "round_2.pt"
+    assert main(["gan", "cs", "--generator", str(ticket), "--measurements", "100", "--iters", "2", "--out",
+                 str(tmp_path / "cs2"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "cs2" / "cs.json").read_text())["generator_sparsity"] == pytest.approx(0.36, abs=0.01)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["cs", "--measurements", "100", "--corrupted", "100"], "corrupted: expected 0 <= corrupted < the 100"),
+    (["cs", "--measurements", "5000"], "at most n"),
+    (["cs", "--objective", "l1"], "objective (--objective)"),
+    (["inpaint", "--hole", "1.5"], "hole (--hole)"),
+    (["decode"], "action: expected one of train, cs, inpaint, imp"),
+])
+def test_gan_command_names_bad_input(trained_gan, tmp_path, capsys, shared_data, monkeypatch, arguments, message):
+    from mbdlfast.cli import main
+
+    monkeypatch.setenv("MBDLFAST_SHARED_DATA", str(shared_data))
+    assert main(["gan", *arguments, "--generator", str(trained_gan), "--iters", "1", "--out", str(tmp_path / "o"),
+                 "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -20,7 +20,7 @@ import pytest
 from mbdlfast.cli import commands
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ORDER = ("train", "prune", "finetune", "recon", "sr", "demo", "lip", "pun", "bench", "info")
+ORDER = ("train", "prune", "finetune", "recon", "sr", "demo", "lip", "gan", "pun", "bench", "info")
 NEEDS = {"prune": ("train",), "finetune": ("prune",)}
 
 
