@@ -2,7 +2,8 @@
 
 :class:`ImageCrops`: item ``i`` is a deterministic function of ``(seed, i)``: one of the images,
 rescaled by a factor drawn from ``zoom`` (anti-aliased, so a crop shows a whole object at small
-factors and texture at large ones), a random ``size``² crop and a random horizontal flip.
+factors and texture at large ones; raised where the image would get smaller than a crop), a random
+``size``² crop and a random horizontal flip.
 
 :func:`train_gan`: the non-saturating GAN loss (binary cross-entropy on the discriminator's logits),
 Adam with DCGAN's settings (lr 2e-4, betas 0.5 / 0.999), one discriminator and one generator step per
@@ -37,9 +38,6 @@ class ImageCrops(torch.utils.data.Dataset):
         if not 0 < zoom[0] <= zoom[1]:
             raise ValueError(f"zoom: expected 0 < low <= high, got {zoom}")
         self.images = [read_rgb(path) for path in files]
-        small = [str(path) for path, image in zip(files, self.images) if min(image.shape[-2:]) * zoom[0] < size]
-        if small:
-            raise ValueError(f"zoom: at {zoom[0]} the images {small} are smaller than the {size}x{size} crops")
 
     def __len__(self) -> int:
         return self.length
