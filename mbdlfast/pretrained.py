@@ -1,10 +1,12 @@
-"""Default weights shipped with the package: small networks trained on the synthetic generator.
+"""Default weights shipped with the package: small networks trained here on a CPU.
 
 ``load_default("deq")`` returns a small DEQ-EDSR (6 residual blocks, 48 features) and
 ``load_default("varnet")`` a small VarNet with given maps (4 cascades, 8 channels, 3 pools), both
-as ordinary :class:`~mbdlfast.training.checkpoint.Checkpoint` objects. They were trained with
-``mbdlfast train --config mbdlfast/weights/<name>_small.yaml`` on :data:`DEFAULT_DATA`; the
-convolutional parts are size-agnostic, so they also run on larger images. They are demo and test
+trained on :data:`DEFAULT_DATA`; ``load_default("usrnet")`` a small USRNet (prior widths 16-128)
+trained on the shared colour images without Set5. All are ordinary
+:class:`~mbdlfast.training.checkpoint.Checkpoint` objects, trained with
+``mbdlfast train --config mbdlfast/weights/<name>_small.yaml``; the convolutional parts are
+size-agnostic, so they also run on larger images. They are demo and test
 weights, not clinical models: see ``mbdlfast/weights/README.md`` for how they were made and what
 they reach.
 
@@ -25,6 +27,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS: dict[str, tuple[str, str]] = {
     "deq": ("deq_small.pt", "deq"),
     "varnet": ("varnet_small.pt", "varnet"),
+    "usrnet": ("usrnet_small.pt", "usrnet"),
 }
 
 DEFAULT_DATA = DataConfig(source="synthetic", image_size=64, num_coils=8, num_slices=256, snr_db=30.0,

@@ -232,3 +232,11 @@ def test_gan_command_names_bad_input(trained_gan, tmp_path, capsys, shared_data,
                  "--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_long_runs_hand_out_checkpoints_on_the_way(crops):
+    generator, critic = _tiny()
+    seen = []
+    train_gan(generator, critic, crops, steps=3, batch_size=2, checkpoint_every=1,
+              on_checkpoint=lambda history: seen.append(len(history)))
+    assert seen == [1, 2]  # the last step is the caller's final save

@@ -34,7 +34,8 @@ actions:
 --generator: a GAN checkpoint of 'gan train' / 'gan imp', or the shipped weights: dcgan.
 
 settings: every flag sets one setting; --config (YAML) and key=value overrides use the same names:
-generator, images, image, out, size, latent_dim, features, steps, batch_size, lr, crops, measurements,
+generator, images, image, out, size, latent_dim, features, steps, batch_size, lr, crops, checkpoint_every,
+measurements,
 corrupted, objective, groups, iters, restarts, latent_weight, hole, rounds, finetune_steps, seed,
 device, progress. Precedence: defaults < --config file < flags < key=value.
 """
@@ -64,6 +65,7 @@ class GanSettings:
     restarts: int = 2
     latent_weight: float = 0.0
     hole: float = 0.35
+    checkpoint_every: int = 200
     rounds: int = 3
     finetune_steps: int = 200
     seed: int = 0
@@ -91,6 +93,7 @@ FLAGS = {
     "--iters": ("iters", "Adam iterations on the latent code (default 1500)"),
     "--restarts": ("restarts", "random starts of the latent code; the best objective wins (default 2)"),
     "--hole": ("hole", "side of the central hole for inpaint, as a fraction of the image side (default 0.35)"),
+    "--checkpoint-every": ("checkpoint_every", "train: rewrite DIR/gan.pt every N steps (default 200; 0: at the end)"),
     "--rounds": ("rounds", "IMP rounds (default 3)"),
     "--finetune-steps": ("finetune_steps", "GAN training batches per IMP round (default 200)"),
     "--seed": ("seed", "seed of init, crops, measurements and starts (default 0)"),
@@ -147,10 +150,15 @@ def _train(action: str, settings: GanSettings, out, device) -> int:
     generator, discriminator = DCGANGenerator(**generator_kwargs), DCGANDiscriminator(**discriminator_kwargs)
     init_dcgan_weights(generator)
     init_dcgan_weights(discriminator)
+
+    def save(history):
+        return save_gan(out / "gan.pt", generator, discriminator, generator_kwargs, discriminator_kwargs,
+                        history=history, settings=dataclasses.asdict(settings))
+
     history = train_gan(generator, discriminator, crops, steps=settings.steps, batch_size=settings.batch_size,
-                        lr=settings.lr, seed=settings.seed, device=device, progress=settings.progress)
-    path = save_gan(out / "gan.pt", generator.cpu(), discriminator.cpu(), generator_kwargs, discriminator_kwargs,
-                    history=history, settings=dataclasses.asdict(settings))
+                        lr=settings.lr, seed=settings.seed, device=device, progress=settings.progress,
+                        checkpoint_every=settings.checkpoint_every, on_checkpoint=save)
+    path = save(history)
     samples = save_samples(out / "samples.png", generator, seed=settings.seed)
     logging.getLogger("mbdlfast").info("wrote %s and %s", path, samples)
     return 0

@@ -56,9 +56,10 @@ class ImageCrops(torch.utils.data.Dataset):
 
 def train_gan(generator: nn.Module, discriminator: nn.Module, crops: torch.utils.data.Dataset, *, steps: int,
               batch_size: int = 64, lr: float = 2e-4, seed: int = 0, device="cpu", progress: bool = False,
-              log_every: int = 100) -> list[dict]:
+              log_every: int = 100, checkpoint_every: int = 0, on_checkpoint=None) -> list[dict]:
     """Train ``generator`` and ``discriminator`` (in place) on ``crops`` for ``steps`` batches; returns the
-    per-step losses. ``generator.latent_dim`` sizes the codes."""
+    per-step losses. ``generator.latent_dim`` sizes the codes. ``on_checkpoint(history)`` is called
+    every ``checkpoint_every`` steps (0: never), e.g. to save the networks of a long run."""
     check_int("steps", steps, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
     generator.to(device).train()
@@ -89,4 +90,8 @@ def train_gan(generator: nn.Module, discriminator: nn.Module, crops: torch.utils
         if step % log_every == 0 or step == steps:
             logger.info("GAN step %d/%d: discriminator %.4f, generator %.4f", step, steps, history[-1]["loss_d"],
                         history[-1]["loss_g"])
+        if on_checkpoint is not None and checkpoint_every and step % checkpoint_every == 0 and step < steps:
+            on_checkpoint(history)
+            generator.train()
+            discriminator.train()
     return history
