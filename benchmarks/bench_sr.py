@@ -137,6 +137,7 @@ def run(args) -> dict:
         with torch.no_grad():
             timings = time_calls({f"{ratio}": (lambda m=model: m(y, physics)) for ratio, _, model, _ in models},
                                  args.device, warmup=1, repeats=args.repeats)
+        macs = {ratio: count_macs(model, (y, physics)) for ratio, _, model, _ in models}
         for noise_level in args.noise_levels:
             cases = test_cases(args, scale, noise_level)
             bicubic = score(lambda case: aligned_bicubic(case["y"], scale), cases, scale)
@@ -147,7 +148,7 @@ def run(args) -> dict:
                                                                     noise_level), cases, scale)
                 rows.append({"scale": scale, "noise_level": noise_level, "model": "usrnet", "ratio": ratio,
                              "tuning": tuning, **quality, **timings[f"{ratio}"], "params": count_params(model),
-                             "macs_per_prior_call": count_macs(model, (y, physics)), "finetune_seconds": seconds})
+                             "macs_per_prior_call": macs[ratio], "finetune_seconds": seconds})
                 logger.info("x%d noise %g ratio %.2f: PSNR %.2f SSIM %.4f, %.1f ms", scale, noise_level, ratio,
                             quality["psnr"], quality["ssim"], timings[f"{ratio}"]["median_ms"])
     for row in rows:

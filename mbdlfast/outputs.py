@@ -187,3 +187,21 @@ def output_file(path, role: str = "out") -> Iterator[Path]:
         raise ValueError(f"{role}: {path} is a folder, expected a file name")
     with output_folder(path.parent, role):
         yield path
+
+
+def read_tagged_payload(path, role: str, tag: str, kind: str) -> dict:
+    """The dict a torch file at ``path`` holds, written with ``"format": tag`` (a ticket, a GAN
+    checkpoint): read on CPU with ``weights_only``; ValueError naming ``role`` and the file when it
+    is missing, corrupt or not a ``kind``."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{role}: {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or foreign files
+        raise ValueError(f"{role}: {path} could not be read ({' '.join(str(err).split())[:160]})") from err
+    if not isinstance(payload, dict) or payload.get("format") != tag:
+        raise ValueError(f"{role}: {path} is not {kind}")
+    return payload

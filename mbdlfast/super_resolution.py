@@ -148,7 +148,7 @@ def super_resolve_files(model: torch.nn.Module, model_name: str, inputs, out, se
     one record per image (its files and, with ``simulate``, its scores)."""
     from tqdm.auto import tqdm
 
-    check_sr_model(model_name, "the checkpoint")
+    check_sr_model(model_name, "the checkpoint")  # before any output is written
     files = image_files(inputs)
     kernel = resolve_kernel(settings.kernel, settings.kernel_index).float()
     out = Path(out)

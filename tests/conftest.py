@@ -51,3 +51,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def tiny_gan(tmp_path_factory, shared_data) -> Path:
+    """A toy DCGAN checkpoint (16x16, two training steps on Set14 crops), written by ``mbdlfast gan train``."""
+    from mbdlfast.cli import main
+
+    out = tmp_path_factory.mktemp("gan")
+    assert main(["gan", "train", "--images", str(shared_data / "images" / "set14"), "--size", "16", "--features", "4",
+                 "--latent-dim", "8", "--steps", "2", "--batch-size", "4", "--crops", "16", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert (out / "samples.png").stat().st_size > 0
+    return out / "gan.pt"

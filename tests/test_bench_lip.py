@@ -22,17 +22,6 @@ def bench_lip():
         sys.path.remove(str(BENCHMARKS))
 
 
-@pytest.fixture(scope="module")
-def tiny_gan(tmp_path_factory, shared_data):
-    from mbdlfast.cli import main
-
-    out = tmp_path_factory.mktemp("gan")
-    assert main(["gan", "train", "--images", str(shared_data / "images" / "set14"), "--size", "16", "--features", "4",
-                 "--latent-dim", "8", "--steps", "1", "--batch-size", "4", "--crops", "8", "--out", str(out),
-                 "--no-progress"]) == 0
-    return out / "gan.pt"
-
-
 def test_quick_run_with_every_section(bench_lip, tiny_gan, tmp_path, shared_data, monkeypatch):
     monkeypatch.setenv("MBDLFAST_SHARED_DATA", str(shared_data))
     bench_lip.main(["--quick", "--iters", "2", "--rounds", "1", "--channels", "8", "--timing-repeats", "1",

@@ -183,32 +183,20 @@ def test_gan_checkpoints_keep_a_tickets_masks(tmp_path):
         load_gan(tmp_path / "other.pt")
 
 
-@pytest.fixture(scope="module")
-def trained_gan(tmp_path_factory, shared_data):
-    from mbdlfast.cli import main
-
-    out = tmp_path_factory.mktemp("gan")
-    assert main(["gan", "train", "--images", str(shared_data / "images" / "set14"), "--size", "16", "--features", "4",
-                 "--latent-dim", "8", "--steps", "2", "--batch-size", "4", "--crops", "16", "--out", str(out),
-                 "--no-progress"]) == 0
-    assert (out / "samples.png").stat().st_size > 0
-    return out / "gan.pt"
-
-
-def test_gan_command_cs_inpaint_and_tickets(trained_gan, tmp_path, shared_data, monkeypatch):
+def test_gan_command_cs_inpaint_and_tickets(tiny_gan, tmp_path, shared_data, monkeypatch):
     import json
 
     from mbdlfast.cli import main
 
     monkeypatch.setenv("MBDLFAST_SHARED_DATA", str(shared_data))
-    assert main(["gan", "cs", "--generator", str(trained_gan), "--image", "set5/bird", "set5/head", "--measurements",
+    assert main(["gan", "cs", "--generator", str(tiny_gan), "--image", "set5/bird", "set5/head", "--measurements",
                  "100", "--corrupted", "3", "--iters", "3", "--out", str(tmp_path / "cs"), "--no-progress"]) == 0
     record = json.loads((tmp_path / "cs" / "cs.json").read_text())
     assert set(record["images"]) == {"set5/bird", "set5/head"} and record["generator_sparsity"] == 0
-    assert main(["gan", "inpaint", "--generator", str(trained_gan), "--iters", "3", "--out", str(tmp_path / "in"),
+    assert main(["gan", "inpaint", "--generator", str(tiny_gan), "--iters", "3", "--out", str(tmp_path / "in"),
                  "--no-progress"]) == 0
     assert (tmp_path / "in" / "inpaint.png").stat().st_size > 0
-    assert main(["gan", "imp", "--generator", str(trained_gan), "--images", str(shared_data / "images" / "set14"),
+    assert main(["gan", "imp", "--generator", str(tiny_gan), "--images", str(shared_data / "images" / "set14"),
                  "--rounds", "2", "--finetune-steps", "1", "--batch-size", "4", "--crops", "8",
                  "--out", str(tmp_path / "imp"), "--no-progress"]) == 0
     ticket = tmp_path / "imp" / "tickets" / "round_2.pt"
@@ -224,11 +212,11 @@ def test_gan_command_cs_inpaint_and_tickets(trained_gan, tmp_path, shared_data, 
     (["inpaint", "--hole", "1.5"], "hole (--hole)"),
     (["decode"], "action: expected one of train, cs, inpaint, imp"),
 ])
-def test_gan_command_names_bad_input(trained_gan, tmp_path, capsys, shared_data, monkeypatch, arguments, message):
+def test_gan_command_names_bad_input(tiny_gan, tmp_path, capsys, shared_data, monkeypatch, arguments, message):
     from mbdlfast.cli import main
 
     monkeypatch.setenv("MBDLFAST_SHARED_DATA", str(shared_data))
-    assert main(["gan", *arguments, "--generator", str(trained_gan), "--iters", "1", "--out", str(tmp_path / "o"),
+    assert main(["gan", *arguments, "--generator", str(tiny_gan), "--iters", "1", "--out", str(tmp_path / "o"),
                  "--no-progress"]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

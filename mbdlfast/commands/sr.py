@@ -69,13 +69,12 @@ def run(args: argparse.Namespace) -> int:
 
     from mbdlfast.outputs import output_folder
     from mbdlfast.pretrained import load_checkpoint_or_default
-    from mbdlfast.super_resolution import SRSettings, check_sr_model, super_resolve_files
+    from mbdlfast.super_resolution import SRSettings, super_resolve_files
     from mbdlfast.training.distributed import resolve_device
 
     settings = settings_from_arguments(args, FLAGS, (SRRun, SRSettings), required=("model", "input", "out"))
     device = resolve_device(settings.device)
     checkpoint, source = load_checkpoint_or_default(settings.model)
-    check_sr_model(checkpoint.model_name, source)
     sr_settings = SRSettings(**{f.name: getattr(settings, f.name) for f in fields(SRSettings)})
     with output_folder(settings.out):
         records = super_resolve_files(checkpoint.model, checkpoint.model_name, settings.input, settings.out,

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from mbdlfast.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from mbdlfast.outputs import atomic_write
+from mbdlfast.outputs import atomic_write, read_tagged_payload
 from mbdlfast.prune.masking import apply_masks, current_masks, sparsity
 
 GAN_FORMAT = "mbdlfast-gan"
@@ -77,15 +77,8 @@ def save_gan(path, generator: DCGANGenerator, discriminator: DCGANDiscriminator,
 def load_gan(path) -> GANCheckpoint:
     """The GAN at ``path`` (eval mode, on CPU); ValueError naming the file when it is missing, corrupt
     or not a GAN checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"generator: {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise ValueError(f"generator: {path} could not be read ({' '.join(str(err).split())[:160]})") from err
-    if not isinstance(payload, dict) or payload.get("format") != GAN_FORMAT:
-        raise ValueError(f"generator: {path} is not an mbdlfast GAN checkpoint (written by 'mbdlfast gan train')")
+    payload = read_tagged_payload(path, "generator", GAN_FORMAT,
+                                  "an mbdlfast GAN checkpoint (written by 'mbdlfast gan train')")
     generator = DCGANGenerator(**payload["generator_kwargs"])
     generator.load_state_dict(payload["generator"])
     if payload["generator_masks"]:

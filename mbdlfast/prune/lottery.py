@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from mbdlfast._validation import check_int
-from mbdlfast.outputs import atomic_write
+from mbdlfast.outputs import atomic_write, read_tagged_payload
 from mbdlfast.dip.fit import fit_dip
 from mbdlfast.dip.tasks import DIPTask
 from mbdlfast.models.dip import noise_code
@@ -139,15 +139,7 @@ def save_ticket(path, ticket: Ticket) -> Path:
 
 def load_ticket(path) -> Ticket:
     """The :class:`Ticket` at ``path``; ValueError naming the file when it is missing, corrupt or not a ticket."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"ticket: {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt or foreign files
-        raise ValueError(f"ticket: {path} could not be read ({' '.join(str(err).split())[:160]})") from err
-    if not isinstance(payload, dict) or payload.get("format") != TICKET_FORMAT:
-        raise ValueError(f"ticket: {path} is not an mbdlfast lottery ticket (saved by 'mbdlfast lip')")
+    payload = read_tagged_payload(path, "ticket", TICKET_FORMAT, "an mbdlfast lottery ticket (saved by 'mbdlfast lip')")
     return Ticket(payload["masks"], payload["init_state"], payload["shapes"], payload["round"], payload["sparsity"],
                   payload["found_on"])
 
